@@ -1,0 +1,198 @@
+//! Classification: deciding what an attempt's error means.
+//!
+//! Two traits meet here:
+//!
+//! * [`Classify`] is implemented by **error types** (usually through
+//!   `#[derive(Classifier)]`): "this error is retryable, for this reason".
+//!   Every error type an executor runs must implement it; `impl Classify
+//!   for MyError {}` means "no opinion, ask the executor's default".
+//! * [`Classifier`] is a **type-erased, named strategy** registered in a
+//!   [`Registry`] and selected by a policy's `classifier` field. It sees the
+//!   error through [`ErrorView`], which offers the error's own
+//!   classification, downcasting and the `source()` chain.
+//!
+//! A successful attempt (`Ok`) is always [`OutcomeKind::Success`] and is
+//! never handed to a classifier, so the success path costs nothing here.
+//!
+//! Precedence for a failed attempt: the policy's named classifier, else the
+//! error's own [`Classify`] outcome, else the executor's default classifier
+//! ([`Auto`] unless configured).
+
+mod builtins;
+mod outcome;
+mod registry;
+
+use std::any::Any;
+use std::error::Error as StdError;
+
+pub use builtins::{AlwaysRetry, Auto, NeverRetry, io_outcome};
+pub use outcome::{Attributes, Outcome, OutcomeKind};
+pub use registry::Registry;
+
+/// Typed classification, implemented by error types.
+///
+/// Derive it with `#[derive(recourse::Classifier)]`, implement it by hand,
+/// or opt out with an empty impl (the executor's default classifier then
+/// decides). [`as_error`](Self::as_error) lets classifiers walk the
+/// error's `source()` chain.
+///
+/// ```
+/// use recourse::classify::{Classify, Outcome};
+///
+/// #[derive(Debug)]
+/// enum DbError { Deadlock, Constraint }
+///
+/// impl Classify for DbError {
+///     fn classify(&self) -> Option<Outcome> {
+///         Some(match self {
+///             DbError::Deadlock => Outcome::retryable().with_reason("deadlock"),
+///             DbError::Constraint => Outcome::non_retryable().with_reason("constraint"),
+///         })
+///     }
+/// }
+/// # assert!(DbError::Deadlock.classify().is_some());
+/// # let _ = DbError::Constraint;
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `recourse::Classify`, so recourse cannot tell which errors to retry",
+    label = "errors of this type cannot be classified",
+    note = "derive it with `#[derive(recourse::Classifier)]` and `#[classify(...)]` on each variant, or write `impl recourse::Classify for {Self} {{}}` to let the executor's default classifier decide"
+)]
+pub trait Classify {
+    /// This error's own outcome, or `None` for "no opinion".
+    fn classify(&self) -> Option<Outcome> {
+        None
+    }
+
+    /// This error as a `std::error::Error`, so classifiers can walk its
+    /// `source()` chain. `None` when the type is not one.
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        None
+    }
+}
+
+/// A failed attempt's error as a type-erased classifier sees it.
+///
+/// Implemented for every `E: Classify + 'static`; classifiers receive
+/// `&dyn ErrorView`.
+pub trait ErrorView: Any {
+    /// The error's own [`Classify`] outcome.
+    fn own_outcome(&self) -> Option<Outcome>;
+    /// The error as a `std::error::Error`, if it is one.
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)>;
+    /// The error as `Any`, for downcasting to its concrete type.
+    fn as_any(&self) -> &dyn Any;
+    /// The concrete type's name (for `classifier_type_mismatch`).
+    fn type_name(&self) -> &'static str;
+}
+
+impl<E: Classify + 'static> ErrorView for E {
+    fn own_outcome(&self) -> Option<Outcome> {
+        Classify::classify(self)
+    }
+
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        Classify::as_error(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<E>()
+    }
+}
+
+impl dyn ErrorView + '_ {
+    /// The error itself if it is a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.as_any().downcast_ref()
+    }
+
+    /// The first `T` found in the error or its `source()` chain
+    /// (DESIGN §6.6: a wrapped error is still that error).
+    pub fn find<T: StdError + 'static>(&self) -> Option<&T> {
+        self.downcast_ref::<T>().or_else(|| self.chain().find_map(|e| e.downcast_ref::<T>()))
+    }
+
+    /// The error and its sources, outermost first (empty when the error is
+    /// not a `std::error::Error`).
+    pub fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
+        std::iter::successors(ErrorView::as_error(self), |e: &&(dyn StdError + 'static)| (*e).source())
+    }
+}
+
+/// A named, type-erased classification strategy.
+///
+/// Implement it for reusable policies ("HTTP semantics", "gRPC status"),
+/// register it in a [`Registry`] and name it in a policy. Closures
+/// `Fn(&dyn ErrorView) -> Outcome` implement it too. Classification must be
+/// fast, pure and must not block.
+///
+/// ```
+/// use recourse::classify::{Classifier, ErrorView, Outcome, Registry};
+///
+/// let registry = Registry::with_builtins();
+/// registry.register("io_only", |error: &dyn ErrorView| match error.find::<std::io::Error>() {
+///     Some(_) => Outcome::retryable(),
+///     None => Outcome::type_mismatch("std::io::Error", error.type_name()),
+/// });
+/// assert!(registry.get("io_only").is_some());
+/// ```
+pub trait Classifier: Send + Sync + 'static {
+    /// Classifies one failed attempt.
+    fn classify(&self, error: &dyn ErrorView) -> Outcome;
+}
+
+impl<F> Classifier for F
+where
+    F: Fn(&dyn ErrorView) -> Outcome + Send + Sync + 'static,
+{
+    fn classify(&self, error: &dyn ErrorView) -> Outcome {
+        self(error)
+    }
+}
+
+macro_rules! classify_as_std_error {
+    ($($ty:ty => |$e:ident| $as_error:expr),* $(,)?) => {$(
+        /// No classification of its own; classifiers walk its `source()` chain.
+        impl Classify for $ty {
+            fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+                let $e = self;
+                Some($as_error)
+            }
+        }
+    )*};
+}
+
+classify_as_std_error!(
+    Box<dyn StdError + Send + Sync> => |e| &**e,
+    Box<dyn StdError + Send> => |e| &**e,
+    Box<dyn StdError> => |e| &**e,
+    std::fmt::Error => |e| e,
+    tokio::time::error::Elapsed => |e| e,
+);
+
+/// I/O errors classify by [`std::io::ErrorKind`] (see [`io_outcome`]).
+impl Classify for std::io::Error {
+    fn classify(&self) -> Option<Outcome> {
+        Some(io_outcome(self))
+    }
+
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self)
+    }
+}
+
+/// Plain-text errors carry no classification of their own.
+impl Classify for String {}
+
+/// Plain-text errors carry no classification of their own.
+impl Classify for &'static str {}
+
+/// Unit errors carry no classification of their own.
+impl Classify for () {}
+
+/// An error that cannot happen.
+impl Classify for std::convert::Infallible {}

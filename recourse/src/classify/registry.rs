@@ -1,0 +1,75 @@
+//! The classifier registry.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use super::{AlwaysRetry, Auto, Classifier, NeverRetry};
+
+/// A thread-safe map from a low-cardinality name to a [`Classifier`].
+///
+/// Names are trimmed; an empty name is ignored; registering an existing
+/// name replaces it. Lookups clone an `Arc`; the executor only looks up
+/// classifiers that a policy names.
+#[derive(Default)]
+pub struct Registry {
+    entries: RwLock<HashMap<String, Arc<dyn Classifier>>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A registry holding the built-ins `always`, `never` and `auto`.
+    pub fn with_builtins() -> Self {
+        let registry = Self::new();
+        registry.register_builtins();
+        registry
+    }
+
+    /// Registers `always`, `never` and `auto`.
+    pub fn register_builtins(&self) {
+        self.register("always", AlwaysRetry);
+        self.register("never", NeverRetry);
+        self.register("auto", Auto);
+    }
+
+    /// Registers `classifier` under `name` (trimmed; empty names are ignored).
+    pub fn register(&self, name: &str, classifier: impl Classifier) {
+        self.register_arc(name, Arc::new(classifier));
+    }
+
+    /// Registers a shared classifier under `name`.
+    pub fn register_arc(&self, name: &str, classifier: Arc<dyn Classifier>) {
+        let name = name.trim();
+        if name.is_empty() {
+            return;
+        }
+        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), classifier);
+    }
+
+    /// The classifier registered under `name` (trimmed).
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Classifier>> {
+        let name = name.trim();
+        if name.is_empty() {
+            return None;
+        }
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<_> =
+            self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("names", &self.names()).finish()
+    }
+}

@@ -1,0 +1,176 @@
+//! Errors that come from the executor rather than from the operation.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::classify::{Classify, Outcome};
+use crate::policy::PolicyKey;
+use crate::provider::ProviderError;
+
+/// An error produced by recourse itself: no attempt ran, or the executor
+/// stopped the call.
+///
+/// When the operation ran and failed, the call returns the operation's own
+/// last error unchanged; this type only appears when recourse had to end
+/// the call itself. Operations' error types convert from it
+/// (`E: From<recourse::Error>`), usually with a `#[from]` variant:
+///
+/// ```
+/// #[derive(Debug, thiserror::Error)]
+/// enum ApiError {
+///     #[error("not found")]
+///     NotFound,
+///     #[error(transparent)]
+///     Recourse(#[from] recourse::Error),
+/// }
+/// # let _ = ApiError::NotFound;
+/// ```
+///
+/// `std::io::Error` converts from it too, and boxed errors
+/// (`Box<dyn Error + Send + Sync>`, `anyhow::Error`) through their blanket
+/// conversions.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The policy could not be resolved and the missing-policy mode is deny.
+    #[error("recourse: policy not found for {key}: {source}")]
+    NoPolicy {
+        /// The key of the call.
+        key: PolicyKey,
+        /// What the provider reported.
+        #[source]
+        source: ProviderError,
+    },
+    /// The policy names a classifier that is not registered and the
+    /// missing-classifier mode is deny.
+    #[error("recourse: classifier not found: {name}")]
+    NoClassifier {
+        /// The name the policy asked for.
+        name: String,
+    },
+    /// A budget denied the first attempt, so the operation never ran.
+    #[error("recourse: attempt denied by budget: {reason}")]
+    BudgetDenied {
+        /// The budget's reason code, e.g. `budget_denied`, `budget_not_found`.
+        reason: std::borrow::Cow<'static, str>,
+    },
+    /// The overall deadline passed while an attempt was running.
+    #[error("recourse: overall timeout of {timeout:?} elapsed")]
+    Timeout {
+        /// The policy's `overall_timeout`.
+        timeout: Duration,
+    },
+    /// One attempt exceeded the policy's `timeout_per_attempt` (and it was
+    /// the last attempt the call could make).
+    #[error("recourse: attempt timed out after {timeout:?}")]
+    AttemptTimeout {
+        /// The policy's `timeout_per_attempt`.
+        timeout: Duration,
+    },
+    /// A plug-in panicked and panic recovery turned the panic into an error.
+    #[error(transparent)]
+    Panic(#[from] PanicError),
+}
+
+impl Error {
+    /// Whether this is an overall or per-attempt timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::AttemptTimeout { .. })
+    }
+
+    /// How recourse classifies its own errors when they surface inside
+    /// another call's operation: per-attempt timeouts are retryable,
+    /// configuration errors non-retryable, everything else an abort.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::NoPolicy { .. } => Outcome::non_retryable().with_reason("no_policy"),
+            Self::NoClassifier { .. } => Outcome::non_retryable().with_reason("classifier_not_found"),
+            Self::BudgetDenied { reason } => Outcome::abort().with_reason(reason.clone()),
+            Self::Timeout { .. } => Outcome::abort().with_reason("context_deadline_exceeded"),
+            Self::AttemptTimeout { .. } => Outcome::retryable().with_reason("context_deadline_exceeded"),
+            Self::Panic(p) => Outcome::abort().with_reason(p.component.reason()),
+        }
+    }
+}
+
+impl Classify for Error {
+    fn classify(&self) -> Option<Outcome> {
+        Some(self.outcome())
+    }
+
+    fn as_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(error: Error) -> Self {
+        let kind = match &error {
+            Error::Timeout { .. } | Error::AttemptTimeout { .. } => std::io::ErrorKind::TimedOut,
+            Error::NoPolicy { .. } | Error::NoClassifier { .. } => std::io::ErrorKind::InvalidInput,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, error)
+    }
+}
+
+/// A plug-in that panicked while panic recovery was on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("recourse: panic in {component} for {key}: {message}")]
+pub struct PanicError {
+    /// Which plug-in panicked.
+    pub component: Component,
+    /// The key of the call.
+    pub key: PolicyKey,
+    /// The panic payload, if it was a string.
+    pub message: String,
+}
+
+impl PanicError {
+    pub(crate) fn new(component: Component, key: &PolicyKey, payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        Self { component, key: key.clone(), message }
+    }
+}
+
+/// The plug-ins whose panics recourse can recover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Component {
+    /// A [`PolicyProvider`](crate::provider::PolicyProvider).
+    PolicyProvider,
+    /// A classifier (or an error type's own `Classify`).
+    Classifier,
+    /// A budget.
+    Budget,
+}
+
+impl Component {
+    /// `policy_provider`, `classifier` or `budget`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PolicyProvider => "policy_provider",
+            Self::Classifier => "classifier",
+            Self::Budget => "budget",
+        }
+    }
+
+    /// The outcome reason for a recovered panic, e.g. `panic_in_classifier`.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::PolicyProvider => "panic_in_policy_provider",
+            Self::Classifier => "panic_in_classifier",
+            Self::Budget => "panic_in_budget",
+        }
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

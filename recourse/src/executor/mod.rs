@@ -1,0 +1,369 @@
+//! The executor: the one place that awaits, sleeps and races futures.
+//!
+//! An [`Executor`] resolves a key's policy, picks a classifier, and runs the
+//! operation under the policy's envelope: bounded attempts, backoff with
+//! jitter, per-attempt and overall deadlines, and classification of every
+//! failure. Build one with [`Executor::builder`], or use the process-wide
+//! [`global`](crate::global) executor.
+
+mod backoff;
+mod call;
+mod time;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::classify::{Auto, Classifier, Registry};
+use crate::policy::{Policy, PolicyKey};
+use crate::provider::{PolicyProvider, StaticProvider};
+
+pub(crate) use backoff::Rng;
+pub use time::{Clock, SleepFuture, Sleeper};
+
+/// What to do when a plug-in a policy needs is missing or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureMode {
+    /// Fail the call before any attempt runs.
+    Deny,
+    /// Proceed minimally: one attempt for a missing policy; an allowed
+    /// attempt for a missing budget.
+    Allow,
+    /// Proceed with a safe substitute: the provider's fallback policy, the
+    /// call site's catalog policy or the default policy; the default
+    /// classifier.
+    Fallback,
+    /// Proceed as if nothing were missing (fail-open), and say so in the
+    /// timeline.
+    AllowUnsafe,
+}
+
+impl FailureMode {
+    /// `deny`, `allow`, `fallback` or `allow_unsafe`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Allow => "allow",
+            Self::Fallback => "fallback",
+            Self::AllowUnsafe => "allow_unsafe",
+        }
+    }
+}
+
+impl fmt::Display for FailureMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Runs operations under their key's policy.
+///
+/// Cheap to clone (the state is shared). See [`Executor::call`].
+///
+/// ```
+/// use recourse::{Executor, policy::Policy};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let executor = Executor::builder()
+///     .policy(Policy::builder("inventory.Reserve").max_attempts(4).build())
+///     .build();
+///
+/// let mut tries = 0;
+/// let reserved: Result<u32, std::io::Error> = executor
+///     .call("inventory.Reserve", || {
+///         tries += 1;
+///         let attempt = tries;
+///         async move {
+///             if attempt < 3 {
+///                 Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+///             } else {
+///                 Ok(attempt)
+///             }
+///         }
+///     })
+///     .await;
+/// assert_eq!(reserved.unwrap(), 3);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) provider: Arc<dyn PolicyProvider>,
+    pub(crate) classifiers: Arc<Registry>,
+    pub(crate) default_classifier: Arc<dyn Classifier>,
+    pub(crate) missing_policy: FailureMode,
+    pub(crate) missing_classifier: FailureMode,
+    pub(crate) missing_budget: FailureMode,
+    pub(crate) missing_trigger: FailureMode,
+    pub(crate) recover_panics: bool,
+    pub(crate) time: time::Time,
+    pub(crate) rng: Rng,
+    /// Shared so unknown keys cost an `Arc` clone, not a policy build.
+    pub(crate) default_policy: Arc<Policy>,
+    /// The missing-policy `allow` policy: one attempt.
+    pub(crate) single_attempt_policy: Arc<Policy>,
+}
+
+impl Executor {
+    /// Starts building an executor.
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder::default()
+    }
+
+    /// The policy provider.
+    pub fn provider(&self) -> &Arc<dyn PolicyProvider> {
+        &self.inner.provider
+    }
+
+    /// The classifier registry.
+    pub fn classifiers(&self) -> &Arc<Registry> {
+        &self.inner.classifiers
+    }
+
+    /// What happens when the provider fails.
+    pub fn missing_policy_mode(&self) -> FailureMode {
+        self.inner.missing_policy
+    }
+
+    /// What happens when a policy names an unregistered classifier.
+    pub fn missing_classifier_mode(&self) -> FailureMode {
+        self.inner.missing_classifier
+    }
+
+    /// What happens when a policy names an unregistered budget.
+    pub fn missing_budget_mode(&self) -> FailureMode {
+        self.inner.missing_budget
+    }
+
+    /// What happens when a policy names an unregistered hedge trigger.
+    pub fn missing_trigger_mode(&self) -> FailureMode {
+        self.inner.missing_trigger
+    }
+
+    /// Whether panics in plug-ins are turned into errors.
+    pub fn recovers_panics(&self) -> bool {
+        self.inner.recover_panics
+    }
+
+    /// Whether a custom clock was installed.
+    pub fn has_custom_clock(&self) -> bool {
+        self.inner.time.has_custom_clock()
+    }
+
+    /// The policy the executor would use for `key` right now, as a call
+    /// would resolve it (without a call site's catalog policy).
+    pub fn policy_for(&self, key: &PolicyKey) -> Result<Arc<Policy>, crate::Error> {
+        self.inner.resolve_policy(key, None).map(|(policy, _)| policy)
+    }
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("classifiers", &self.inner.classifiers)
+            .field("missing_policy", &self.inner.missing_policy)
+            .field("missing_classifier", &self.inner.missing_classifier)
+            .field("missing_budget", &self.inner.missing_budget)
+            .field("recover_panics", &self.inner.recover_panics)
+            .field("time", &self.inner.time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`Executor`].
+///
+/// Defaults: no provider (every key gets its call site's catalog policy or
+/// the default policy), the built-in classifiers with `auto` as the
+/// default, missing policy → deny, missing classifier → fallback, missing
+/// budget → deny, missing trigger → fallback, no panic recovery, tokio
+/// time.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ExecutorBuilder {
+    provider: Option<Arc<dyn PolicyProvider>>,
+    policies: StaticProvider,
+    classifiers: Option<Arc<Registry>>,
+    extra_classifiers: Vec<(String, Arc<dyn Classifier>)>,
+    default_classifier: Arc<dyn Classifier>,
+    missing_policy: FailureMode,
+    missing_classifier: FailureMode,
+    missing_budget: FailureMode,
+    missing_trigger: FailureMode,
+    recover_panics: bool,
+    time: time::Time,
+    seed: Option<u64>,
+}
+
+impl Default for ExecutorBuilder {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            policies: StaticProvider::new(),
+            classifiers: None,
+            extra_classifiers: Vec::new(),
+            default_classifier: Arc::new(Auto),
+            missing_policy: FailureMode::Deny,
+            missing_classifier: FailureMode::Fallback,
+            missing_budget: FailureMode::Deny,
+            missing_trigger: FailureMode::Fallback,
+            recover_panics: false,
+            time: time::Time::default(),
+            seed: None,
+        }
+    }
+}
+
+impl ExecutorBuilder {
+    /// Where policies come from.
+    pub fn provider(mut self, provider: impl PolicyProvider) -> Self {
+        self.provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// A fixed policy for its key. These take precedence over the
+    /// [`provider`](Self::provider), if one is set too.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policies.insert(policy);
+        self
+    }
+
+    /// Uses exactly this classifier registry (shared, so classifiers can be
+    /// registered after the executor is built).
+    pub fn classifiers(mut self, registry: Arc<Registry>) -> Self {
+        self.classifiers = Some(registry);
+        self
+    }
+
+    /// Registers a classifier under `name` (into the registry given to
+    /// [`classifiers`](Self::classifiers), or a fresh one with the built-ins).
+    pub fn classifier(mut self, name: &str, classifier: impl Classifier) -> Self {
+        self.extra_classifiers.push((name.to_owned(), Arc::new(classifier)));
+        self
+    }
+
+    /// The classifier for errors that have no classification of their own
+    /// when the policy names none (default: [`Auto`]).
+    pub fn default_classifier(mut self, classifier: impl Classifier) -> Self {
+        self.default_classifier = Arc::new(classifier);
+        self
+    }
+
+    /// What happens when the provider fails (default: deny).
+    pub fn missing_policy(mut self, mode: FailureMode) -> Self {
+        self.missing_policy = mode;
+        self
+    }
+
+    /// What happens when a policy names an unregistered classifier
+    /// (default: fallback to the default classifier).
+    pub fn missing_classifier(mut self, mode: FailureMode) -> Self {
+        self.missing_classifier = mode;
+        self
+    }
+
+    /// What happens when a policy names an unregistered budget (default: deny).
+    pub fn missing_budget(mut self, mode: FailureMode) -> Self {
+        self.missing_budget = mode;
+        self
+    }
+
+    /// What happens when a policy names an unregistered hedge trigger
+    /// (default: fallback to fixed-delay hedging).
+    pub fn missing_trigger(mut self, mode: FailureMode) -> Self {
+        self.missing_trigger = mode;
+        self
+    }
+
+    /// Turn panics in the policy provider, classifiers and budgets into
+    /// errors instead of unwinding into the caller. The operation's own
+    /// panics always propagate.
+    pub fn recover_panics(mut self, recover: bool) -> Self {
+        self.recover_panics = recover;
+        self
+    }
+
+    /// The clock that stamps timelines (default: tokio time).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.time.set_clock(Arc::new(clock));
+        self
+    }
+
+    /// The sleeper that waits out backoffs (default: `tokio::time::sleep`).
+    pub fn sleeper(mut self, sleeper: impl Sleeper) -> Self {
+        self.time.set_sleeper(Arc::new(sleeper));
+        self
+    }
+
+    /// Seeds the jitter random stream, for reproducible tests.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Builds the executor.
+    pub fn build(self) -> Executor {
+        let classifiers = self.classifiers.unwrap_or_else(|| Arc::new(Registry::with_builtins()));
+        for (name, classifier) in self.extra_classifiers {
+            classifiers.register_arc(&name, classifier);
+        }
+        let provider: Arc<dyn PolicyProvider> = match (self.provider, self.policies.is_empty()) {
+            (None, _) => Arc::new(self.policies),
+            (Some(provider), true) => provider,
+            (Some(provider), false) => Arc::new(call::Layered { first: self.policies, then: provider }),
+        };
+        let mut single = Policy::zero(PolicyKey::default());
+        single.retry.max_attempts = 1;
+        Executor {
+            inner: Arc::new(Inner {
+                provider,
+                classifiers,
+                default_classifier: self.default_classifier,
+                missing_policy: self.missing_policy,
+                missing_classifier: self.missing_classifier,
+                missing_budget: self.missing_budget,
+                missing_trigger: self.missing_trigger,
+                recover_panics: self.recover_panics,
+                time: self.time,
+                rng: self.seed.map_or_else(Rng::from_entropy, Rng::new),
+                default_policy: Arc::new(Policy::default_for(PolicyKey::default())),
+                single_attempt_policy: Arc::new(single.normalized()),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for ExecutorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorBuilder").finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: OnceLock<Executor> = OnceLock::new();
+
+/// Installs the process-wide executor used by [`call`](crate::call) and
+/// `#[recourse]` functions without an `executor = ...` argument.
+///
+/// Succeeds once, before the global executor is first used; afterwards it
+/// hands the executor back.
+///
+/// ```
+/// let executor = recourse::Executor::builder().recover_panics(true).build();
+/// assert!(recourse::install(executor).is_ok());
+/// assert!(recourse::global().recovers_panics());
+/// assert!(recourse::install(recourse::Executor::builder().build()).is_err());
+/// ```
+pub fn install(executor: Executor) -> Result<(), Executor> {
+    let mut slot = Some(executor);
+    GLOBAL.get_or_init(|| slot.take().unwrap_or_else(|| Executor::builder().build()));
+    slot.map_or(Ok(()), Err)
+}
+
+/// The process-wide executor: the one [`install`]ed, else a default
+/// executor (built-in classifiers, `auto` as default classifier, every key
+/// on its catalog or default policy), created on first use.
+pub fn global() -> &'static Executor {
+    GLOBAL.get_or_init(|| Executor::builder().build())
+}

@@ -1,0 +1,9 @@
+//! Observability: per-call timelines, timeline capture and the attempt in
+//! progress.
+
+mod scope;
+mod timeline;
+
+pub use scope::{Attempt, attempt, capture};
+pub(crate) use scope::{capture_requested, enter_attempt, publish, scoped};
+pub use timeline::{AttemptRecord, FinalError, Timeline};
