@@ -11,7 +11,11 @@ use crate::policy::{Jitter, RetryPolicy, limits};
 /// treated as normalization would treat it.
 pub(crate) fn next_backoff(current: Duration, retry: &RetryPolicy) -> Duration {
     let m = retry.backoff_multiplier;
-    let m = if m.is_nan() || m == 0.0 { limits::DEFAULT_MULTIPLIER } else { m.clamp(limits::MIN_MULTIPLIER, limits::MAX_MULTIPLIER) };
+    let m = if m.is_nan() || m == 0.0 {
+        limits::DEFAULT_MULTIPLIER
+    } else {
+        m.clamp(limits::MIN_MULTIPLIER, limits::MAX_MULTIPLIER)
+    };
     let next = scale(current, m);
     cap(next, retry.max_backoff)
 }
@@ -22,7 +26,12 @@ pub(crate) fn next_backoff(current: Duration, retry: &RetryPolicy) -> Duration {
 /// is honoured beyond `max_backoff`, up to the 30 s ceiling (DESIGN §6.7);
 /// otherwise the jittered base is capped at `max_backoff`. `unit` is uniform
 /// in `[0, 1)`.
-pub(crate) fn compute_sleep(base: Duration, retry: &RetryPolicy, backoff_override: Option<Duration>, unit: f64) -> Duration {
+pub(crate) fn compute_sleep(
+    base: Duration,
+    retry: &RetryPolicy,
+    backoff_override: Option<Duration>,
+    unit: f64,
+) -> Duration {
     if let Some(d) = backoff_override.filter(|d| !d.is_zero()) {
         return d.min(limits::MAX_BACKOFF);
     }
@@ -38,7 +47,12 @@ fn cap(d: Duration, max: Duration) -> Duration {
     if max.is_zero() { d } else { d.min(max) }
 }
 
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "backoffs are at most 30 s (3e10 ns), far inside f64's exact integer range; truncation toward zero is the specified rounding")]
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "backoffs are at most 30 s (3e10 ns), far inside f64's exact integer range; truncation toward zero is the specified rounding"
+)]
 fn scale(d: Duration, factor: f64) -> Duration {
     let nanos = d.as_nanos() as f64 * factor;
     if nanos.is_nan() || nanos <= 0.0 {
@@ -114,8 +128,14 @@ mod tests {
     #[test]
     fn override_is_honoured_beyond_max_backoff_up_to_the_ceiling() {
         let r = retry(10, 100, 2.0, Jitter::Full);
-        assert_eq!(compute_sleep(Duration::from_millis(10), &r, Some(Duration::from_secs(5)), 0.5), Duration::from_secs(5));
-        assert_eq!(compute_sleep(Duration::from_millis(10), &r, Some(Duration::from_secs(90)), 0.5), limits::MAX_BACKOFF);
+        assert_eq!(
+            compute_sleep(Duration::from_millis(10), &r, Some(Duration::from_secs(5)), 0.5),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            compute_sleep(Duration::from_millis(10), &r, Some(Duration::from_secs(90)), 0.5),
+            limits::MAX_BACKOFF
+        );
     }
 
     #[test]

@@ -77,16 +77,19 @@ impl Inner {
         key: &PolicyKey,
         catalog: Option<&Arc<Policy>>,
     ) -> Result<(Arc<Policy>, Option<PolicyNote>), Error> {
-        let answer = self.recover(Component::PolicyProvider, key, || self.provider.policy(key)).unwrap_or_else(|panic| {
-            Err(ProviderError::new(ProviderErrorKind::Panicked).with_source(panic))
-        });
+        let answer = self
+            .recover(Component::PolicyProvider, key, || self.provider.policy(key))
+            .unwrap_or_else(|panic| Err(ProviderError::new(ProviderErrorKind::Panicked).with_source(panic)));
         let fallback = || catalog.cloned().unwrap_or_else(|| Arc::clone(&self.default_policy));
         let (policy, note) = match answer {
             Ok(Some(policy)) => (policy, None),
             Ok(None) => (fallback(), None),
             Err(error) => match self.missing_policy {
                 FailureMode::Deny => return Err(Error::NoPolicy { key: key.clone(), source: error }),
-                FailureMode::Allow => (Arc::clone(&self.single_attempt_policy), Some(PolicyNote::ProviderFailed(error, FailureMode::Allow))),
+                FailureMode::Allow => (
+                    Arc::clone(&self.single_attempt_policy),
+                    Some(PolicyNote::ProviderFailed(error, FailureMode::Allow)),
+                ),
                 mode @ (FailureMode::Fallback | FailureMode::AllowUnsafe) => {
                     let policy = error.fallback().cloned().unwrap_or_else(fallback);
                     (policy, Some(PolicyNote::ProviderFailed(error, mode)))
@@ -242,7 +245,8 @@ impl Executor {
         E: Classify + From<Error> + 'static,
     {
         let inner = &*self.inner;
-        let mut rec = Recorder { timeline: observe::capture_requested().then(|| Timeline::new(key.clone(), inner.now())) };
+        let mut rec =
+            Recorder { timeline: observe::capture_requested().then(|| Timeline::new(key.clone(), inner.now())) };
         let end = || inner.now();
 
         // Policy. A failure here ends the call before any attempt.
@@ -285,14 +289,19 @@ impl Executor {
             // Seam: the budget gate (budgets issue) runs here, before the
             // attempt, and hedges are launched beside it (hedging issue).
             let started = rec.active().then(|| inner.now());
-            let attempt_cutoff = (!retry.timeout_per_attempt.is_zero()).then(|| Instant::now() + retry.timeout_per_attempt);
+            let attempt_cutoff =
+                (!retry.timeout_per_attempt.is_zero()).then(|| Instant::now() + retry.timeout_per_attempt);
             let (cutoff, cut) = match (attempt_cutoff, deadline) {
                 (Some(a), Some(d)) if a < d => (Some(a), Cut::Attempt),
                 (Some(a), None) => (Some(a), Cut::Attempt),
                 (_, d) => (d, Cut::Overall),
             };
-            let attempt = Attempt { retry_index: index, hedge_index: 0, policy_id: policy.id.clone(), deadline: cutoff };
-            let result = run_attempt(&attempt, op(), cutoff).await;
+            let attempt =
+                Attempt { retry_index: index, hedge_index: 0, policy_id: policy.id.clone(), deadline: cutoff };
+            // The operation is created inside the attempt's scope too, so
+            // `recourse::attempt()` works in the closure as well as the future.
+            let future = observe::enter_attempt(&attempt, &mut op);
+            let result = run_attempt(&attempt, future, cutoff).await;
 
             let (error, outcome) = match result {
                 Some(Ok(value)) => {
@@ -304,7 +313,9 @@ impl Executor {
                     Ok(outcome) => (error, with_fallback_note(outcome, fallback_from)),
                     Err(panic) => {
                         let outcome = Outcome::abort().with_reason(Component::Classifier.reason());
-                        rec.attempt(|| record(index, started, inner.now(), outcome.clone(), Some(error_text(&error)), backoff));
+                        rec.attempt(|| {
+                            record(index, started, inner.now(), outcome.clone(), Some(error_text(&error)), backoff)
+                        });
                         let error = Error::Panic(panic);
                         rec.finish(end, Some(final_error(error.to_string(), &outcome)));
                         return Err(E::from(error));
@@ -313,11 +324,15 @@ impl Executor {
                 None => {
                     let outcome = Outcome::retryable().with_reason("context_deadline_exceeded");
                     match cut {
-                        Cut::Attempt => (E::from(Error::AttemptTimeout { timeout: retry.timeout_per_attempt }), outcome),
+                        Cut::Attempt => {
+                            (E::from(Error::AttemptTimeout { timeout: retry.timeout_per_attempt }), outcome)
+                        }
                         Cut::Overall => {
                             let error = Error::Timeout { timeout: retry.overall_timeout };
                             let outcome = Outcome::abort().with_reason("context_deadline_exceeded");
-                            rec.attempt(|| record(index, started, inner.now(), outcome.clone(), Some(error.to_string()), backoff));
+                            rec.attempt(|| {
+                                record(index, started, inner.now(), outcome.clone(), Some(error.to_string()), backoff)
+                            });
                             rec.finish(end, Some(final_error(error.to_string(), &outcome)));
                             return Err(E::from(error));
                         }

@@ -173,4 +173,3 @@ pub(crate) async fn scoped<F: Future>(attempt: &Attempt, future: F) -> F::Output
     let mut future = pin!(future);
     std::future::poll_fn(|cx| enter_attempt(attempt, || future.as_mut().poll(cx))).await
 }
-

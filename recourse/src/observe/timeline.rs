@@ -163,7 +163,8 @@ impl fmt::Display for Timeline {
             let b = usize::try_from((to * BAR_WIDTH).div_ceil(total)).unwrap_or(0).max(a + 1);
             let width = usize::try_from(BAR_WIDTH).unwrap_or(40);
             let bar: String = (0..width).map(|i| if (a..b).contains(&i) { '█' } else { ' ' }).collect();
-            let label = if r.is_hedge { format!("#{} h{}", r.attempt, r.hedge_index) } else { format!("#{}", r.attempt) };
+            let label =
+                if r.is_hedge { format!("#{} h{}", r.attempt, r.hedge_index) } else { format!("#{}", r.attempt) };
             write!(
                 f,
                 "  {label:<8}|{bar}| {:>6}+{:<6} {:<13} {}",

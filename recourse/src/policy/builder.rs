@@ -39,7 +39,11 @@ pub struct PolicyBuilder {
 
 impl PolicyBuilder {
     pub(crate) fn new(key: PolicyKey) -> Self {
-        Self { policy: Policy::default_for(key), error: None }
+        let mut policy = Policy::default_for(key);
+        // A built policy is configured, not a default: its source is
+        // filled in by whoever serves it (static, catalog, remote).
+        policy.meta.source = crate::policy::PolicySource::Unknown;
+        Self { policy, error: None }
     }
 
     /// Starts from an existing policy instead of the default one.

@@ -138,7 +138,11 @@ impl Policy {
     ///     ["retry.max_attempts", "retry.backoff_multiplier"]
     /// );
     /// ```
-    #[allow(clippy::many_single_char_names, clippy::wildcard_imports, reason = "the rules read like the specification's table")]
+    #[allow(
+        clippy::many_single_char_names,
+        clippy::wildcard_imports,
+        reason = "the rules read like the specification's table"
+    )]
     pub fn normalize(&mut self) {
         use limits::*;
         let n = &mut self.meta.normalization;
