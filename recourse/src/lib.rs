@@ -53,6 +53,15 @@ pub mod observe;
 pub mod policy;
 pub mod provider;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc(inline)]
+pub use recourse_macros::Classifier;
+
 use std::future::Future;
 
 pub use classify::{Classifier, Classify, Outcome, OutcomeKind};

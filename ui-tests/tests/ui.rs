@@ -1,0 +1,13 @@
+//! Compile-pass and compile-fail cases for the macros.
+//!
+//! The expected `.stderr` files are pinned to the toolchain CI uses; after a
+//! toolchain bump regenerate them with `TRYBUILD=overwrite cargo test -p
+//! recourse-ui-tests` and review the diff line by line.
+#![allow(missing_docs)]
+
+#[test]
+fn derive_classifier() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/derive/fail/*.rs");
+    t.pass("tests/ui/derive/pass/*.rs");
+}
