@@ -67,8 +67,9 @@ pub enum Error {
         /// The policy's `timeout_per_attempt`.
         timeout: Duration,
     },
-    /// A plug-in panicked and panic recovery turned the panic into an error.
-    #[error(transparent)]
+    /// A plug-in panicked and panic recovery turned the panic into an error
+    /// (the [`PanicError`] is also this error's `source()`).
+    #[error("{0}")]
     Panic(#[from] PanicError),
 }
 

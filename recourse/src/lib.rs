@@ -60,13 +60,13 @@ pub mod __private;
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc(inline)]
-pub use recourse_macros::Classifier;
+pub use recourse_macros::{Classifier, key, recourse};
 
 use std::future::Future;
 
 pub use classify::{Classifier, Classify, Outcome, OutcomeKind};
 pub use error::{Component, Error, PanicError};
-pub use executor::{Executor, ExecutorBuilder, FailureMode, global, install};
+pub use executor::{CallKey, CheckedKey, Executor, ExecutorBuilder, FailureMode, global, install};
 pub use observe::{Attempt, AttemptRecord, Timeline, attempt, capture};
 pub use policy::{Policy, PolicyKey};
 
@@ -80,7 +80,7 @@ pub use policy::{Policy, PolicyKey};
 /// ```
 pub async fn call<K, F, Fut, T, E>(key: K, op: F) -> Result<T, E>
 where
-    K: Into<PolicyKey>,
+    K: Into<CallKey>,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,

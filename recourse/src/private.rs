@@ -7,10 +7,58 @@ pub use core::option::Option;
 pub use core::time::Duration;
 
 pub use crate::classify::{Classify, Outcome, OutcomeKind};
+// `#[recourse]` support: call sites, compiled catalog policies and the
+// sequential (`&mut`) attempt loop.
+pub use crate::Error;
+pub use crate::executor::call::{Call, Plan, Step};
+pub use crate::executor::site::CheckedKey;
+pub use crate::executor::site::{CallSite, CatalogSpec, CircuitSpec, HedgeSpec};
+pub use crate::executor::{Executor, global};
+pub use crate::policy::{Jitter, PolicyKey};
+
+/// The per-attempt copy of a by-value argument.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must be `Clone` to be passed by value to a `#[recourse]` function",
+    label = "every attempt gets its own copy of this argument",
+    note = "`#[recourse]` re-runs the body for each attempt; take the argument by reference or make it `Clone`"
+)]
+pub trait AttemptArg: Clone {}
+
+impl<T: Clone> AttemptArg for T {}
+
+#[inline]
+pub fn attempt_arg<T: AttemptArg>(value: &T) -> T {
+    value.clone()
+}
+
+/// What a `#[recourse]` function may return: `Result<T, E>` whose error
+/// type recourse can classify and convert its own errors into.
+#[diagnostic::on_unimplemented(
+    message = "`#[recourse]` functions must return `Result<T, E>`, not `{Self}`",
+    label = "the error type decides whether an attempt is retried",
+    note = "return `Result<T, E>` where `E: recourse::Classify + From<recourse::Error>`"
+)]
+pub trait RecourseResult {
+    type Error;
+}
+
+impl<T, E> RecourseResult for Result<T, E> {
+    type Error = E;
+}
+
+/// Compiles only for a valid `#[recourse]` return type; called in the
+/// expansion with the return type's span so errors land on it.
+#[inline]
+pub fn check_result<R>()
+where
+    R: RecourseResult,
+    R::Error: Classify + From<Error> + 'static,
+{
+}
 
 /// The outcome of a variant that holds a `recourse::Error`: always an
 /// abort, with the error's own reason (`budget_denied`, `circuit_open`, ...).
-pub fn recourse_error_outcome(error: &crate::Error) -> Outcome {
+pub fn recourse_error_outcome(error: &Error) -> Outcome {
     Outcome::abort().with_reason(error.outcome().reason)
 }
 
@@ -56,7 +104,18 @@ pub fn with_backoff(outcome: Outcome, field: &impl BackoffField) -> Outcome {
 /// Bring both traits into scope with `use ... as _`.
 pub struct AsErrorProbe<'a, T: ?Sized>(pub &'a T);
 
+// `Copy`, so the `ViaNothing` fallback (reached by auto-deref from
+// `&AsErrorProbe`) can take the probe by value out of the reference.
+impl<T: ?Sized> Clone for AsErrorProbe<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for AsErrorProbe<'_, T> {}
+
 pub trait ViaStdError<'a> {
+    #[allow(clippy::wrong_self_convention, reason = "autoref specialization needs a by-value receiver")]
     fn as_error(self) -> Option<&'a (dyn std::error::Error + 'static)>;
 }
 
@@ -67,6 +126,7 @@ impl<'a, T: std::error::Error + 'static> ViaStdError<'a> for &AsErrorProbe<'a, T
 }
 
 pub trait ViaNothing<'a> {
+    #[allow(clippy::wrong_self_convention, reason = "autoref specialization needs a by-value receiver")]
     fn as_error(self) -> Option<&'a (dyn std::error::Error + 'static)>;
 }
 

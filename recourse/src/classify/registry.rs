@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::{AlwaysRetry, Auto, Classifier, NeverRetry};
@@ -14,6 +15,9 @@ use super::{AlwaysRetry, Auto, Classifier, NeverRetry};
 #[derive(Default)]
 pub struct Registry {
     entries: RwLock<HashMap<String, Arc<dyn Classifier>>>,
+    /// Bumped on every registration so call sites that cached a lookup
+    /// notice (one atomic load per call instead of a locked map lookup).
+    generation: AtomicU64,
 }
 
 impl Registry {
@@ -48,6 +52,12 @@ impl Registry {
             return;
         }
         self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), classifier);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A counter that changes whenever a classifier is registered.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The classifier registered under `name` (trimmed).

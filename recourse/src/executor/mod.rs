@@ -7,7 +7,8 @@
 //! [`global`](crate::global) executor.
 
 mod backoff;
-mod call;
+pub(crate) mod call;
+pub(crate) mod site;
 mod time;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use crate::policy::{Policy, PolicyKey};
 use crate::provider::{PolicyProvider, StaticProvider};
 
 pub(crate) use backoff::Rng;
+pub use site::{CallKey, CheckedKey};
 pub use time::{Clock, SleepFuture, Sleeper};
 
 /// What to do when a plug-in a policy needs is missing or failed.
@@ -92,6 +94,8 @@ pub struct Executor {
 }
 
 pub(crate) struct Inner {
+    /// Process-unique, so a call site's cache knows which executor filled it.
+    pub(crate) id: u64,
     pub(crate) provider: Arc<dyn PolicyProvider>,
     pub(crate) classifiers: Arc<Registry>,
     pub(crate) default_classifier: Arc<dyn Classifier>,
@@ -318,6 +322,7 @@ impl ExecutorBuilder {
         single.retry.max_attempts = 1;
         Executor {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 provider,
                 classifiers,
                 default_classifier: self.default_classifier,
@@ -342,6 +347,9 @@ impl fmt::Debug for ExecutorBuilder {
 }
 
 static GLOBAL: OnceLock<Executor> = OnceLock::new();
+
+/// Executor ids, so a call site's cache never confuses two executors.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Installs the process-wide executor used by [`call`](crate::call) and
 /// `#[recourse]` functions without an `executor = ...` argument.

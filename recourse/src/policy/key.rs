@@ -153,9 +153,9 @@ pub enum KeyError {
 }
 
 /// Checks that `text` is a well-formed, low-cardinality key:
-/// `service.Operation`, both parts non-empty, made of ASCII letters, digits,
-/// `_`, `-` and `.` (further dots belong to the operation), at most 128 bytes,
-/// no surrounding whitespace.
+/// `service.Operation`, made of ASCII letters, digits, `_`, `-` and `.`
+/// (further dots belong to the operation), no empty part between dots, at
+/// most 128 bytes, no surrounding whitespace.
 ///
 /// [`PolicyKey::parse`] accepts anything (as the Go original does); this is
 /// the stricter rule for keys written in source code and catalogs.
@@ -180,7 +180,7 @@ pub fn validate_key(text: &str) -> Result<(), KeyError> {
     }
     match text.split_once('.') {
         None => Err(KeyError::MissingDot(text.to_owned())),
-        Some((service, operation)) if service.is_empty() || operation.is_empty() || operation.ends_with('.') => {
+        Some((service, operation)) if service.is_empty() || operation.split('.').any(str::is_empty) => {
             Err(KeyError::EmptyPart(text.to_owned()))
         }
         Some(_) => Ok(()),

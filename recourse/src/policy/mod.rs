@@ -234,9 +234,6 @@ pub struct Metadata {
     pub source: PolicySource,
     /// Fields that normalization clamped or filled in.
     pub normalization: Normalization,
-    /// Set by [`Policy::normalize`]; lets the executor skip re-checking a
-    /// policy a provider already normalized.
-    pub(crate) normalized: bool,
 }
 
 impl Policy {
@@ -276,7 +273,7 @@ impl Policy {
                 budget: BudgetRef::none(),
             },
             circuit: CircuitPolicy { enabled: false, threshold: 0, cooldown: Duration::ZERO },
-            meta: Metadata { source: PolicySource::Default, normalization: Normalization::default(), normalized: true },
+            meta: Metadata { source: PolicySource::Default, normalization: Normalization::default() },
         }
     }
 
@@ -314,11 +311,5 @@ impl Policy {
     /// Starts a builder from the default policy for `key`.
     pub fn builder(key: impl Into<PolicyKey>) -> PolicyBuilder {
         PolicyBuilder::new(key.into())
-    }
-
-    /// Whether [`normalize`](Self::normalize) has run since the policy was
-    /// built by this crate.
-    pub fn is_normalized(&self) -> bool {
-        self.meta.normalized
     }
 }

@@ -114,6 +114,139 @@ fn clamp_duration_floor(value: &mut Duration, zero: Duration, floor: Duration) -
     }
 }
 
+/// The fields normalization touches, copied out of a policy so the rules
+/// can run on them without touching (or allocating for) the rest.
+#[derive(Clone, Copy, PartialEq)]
+struct Numbers {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    multiplier: f64,
+    timeout_per_attempt: Duration,
+    overall_timeout: Duration,
+    retry_cost: u32,
+    hedge_cost: u32,
+    hedge_enabled: bool,
+    max_hedges: u32,
+    hedge_delay: Duration,
+    circuit_enabled: bool,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+impl Numbers {
+    fn of(p: &Policy) -> Self {
+        Self {
+            max_attempts: p.retry.max_attempts,
+            initial_backoff: p.retry.initial_backoff,
+            max_backoff: p.retry.max_backoff,
+            multiplier: p.retry.backoff_multiplier,
+            timeout_per_attempt: p.retry.timeout_per_attempt,
+            overall_timeout: p.retry.overall_timeout,
+            retry_cost: p.retry.budget.cost,
+            hedge_cost: p.hedge.budget.cost,
+            hedge_enabled: p.hedge.enabled,
+            max_hedges: p.hedge.max_hedges,
+            hedge_delay: p.hedge.delay,
+            circuit_enabled: p.circuit.enabled,
+            threshold: p.circuit.threshold,
+            cooldown: p.circuit.cooldown,
+        }
+    }
+
+    fn write(self, p: &mut Policy) {
+        p.retry.max_attempts = self.max_attempts;
+        p.retry.initial_backoff = self.initial_backoff;
+        p.retry.max_backoff = self.max_backoff;
+        p.retry.backoff_multiplier = self.multiplier;
+        p.retry.timeout_per_attempt = self.timeout_per_attempt;
+        p.retry.overall_timeout = self.overall_timeout;
+        p.retry.budget.cost = self.retry_cost;
+        p.hedge.budget.cost = self.hedge_cost;
+        p.hedge.max_hedges = self.max_hedges;
+        p.hedge.delay = self.hedge_delay;
+        p.circuit.threshold = self.threshold;
+        p.circuit.cooldown = self.cooldown;
+    }
+
+    /// The rules, in the Go original's order; `mark` hears every changed
+    /// field.
+    #[allow(clippy::wildcard_imports, reason = "the rules read like the specification's table")]
+    fn apply(&mut self, mark: &mut impl FnMut(&'static str)) {
+        use limits::*;
+        if self.max_attempts == 0 {
+            self.max_attempts = DEFAULT_MAX_ATTEMPTS;
+            mark("retry.max_attempts");
+        } else if self.max_attempts > MAX_ATTEMPTS {
+            self.max_attempts = MAX_ATTEMPTS;
+            mark("retry.max_attempts");
+        }
+        if clamp_duration_floor(&mut self.initial_backoff, DEFAULT_INITIAL_BACKOFF, MIN_INITIAL_BACKOFF) {
+            mark("retry.initial_backoff");
+        }
+        if self.max_backoff.is_zero() {
+            self.max_backoff = DEFAULT_MAX_BACKOFF;
+            mark("retry.max_backoff");
+        }
+        if self.max_backoff > MAX_BACKOFF {
+            self.max_backoff = MAX_BACKOFF;
+            mark("retry.max_backoff");
+        }
+        if self.max_backoff < self.initial_backoff {
+            self.max_backoff = self.initial_backoff;
+            mark("retry.max_backoff");
+        }
+        let m = self.multiplier;
+        if m == 0.0 || m.is_nan() {
+            self.multiplier = DEFAULT_MULTIPLIER;
+            mark("retry.backoff_multiplier");
+        } else if m < MIN_MULTIPLIER {
+            self.multiplier = MIN_MULTIPLIER;
+            mark("retry.backoff_multiplier");
+        } else if m > MAX_MULTIPLIER {
+            self.multiplier = MAX_MULTIPLIER;
+            mark("retry.backoff_multiplier");
+        }
+        if !self.timeout_per_attempt.is_zero() && self.timeout_per_attempt < MIN_TIMEOUT {
+            self.timeout_per_attempt = MIN_TIMEOUT;
+            mark("retry.timeout_per_attempt");
+        }
+        if !self.overall_timeout.is_zero() && self.overall_timeout < MIN_TIMEOUT {
+            self.overall_timeout = MIN_TIMEOUT;
+            mark("retry.overall_timeout");
+        }
+        if self.retry_cost == 0 {
+            self.retry_cost = 1;
+            mark("retry.budget.cost");
+        }
+        if self.hedge_cost == 0 {
+            self.hedge_cost = 1;
+            mark("hedge.budget.cost");
+        }
+        if self.hedge_enabled {
+            if self.max_hedges == 0 {
+                self.max_hedges = DEFAULT_MAX_HEDGES;
+                mark("hedge.max_hedges");
+            } else if self.max_hedges > MAX_HEDGES {
+                self.max_hedges = MAX_HEDGES;
+                mark("hedge.max_hedges");
+            }
+            if clamp_duration_floor(&mut self.hedge_delay, DEFAULT_HEDGE_DELAY, MIN_HEDGE_DELAY) {
+                mark("hedge.hedge_delay");
+            }
+        }
+        if self.circuit_enabled {
+            if self.threshold == 0 {
+                self.threshold = DEFAULT_CIRCUIT_THRESHOLD;
+                mark("circuit.threshold");
+            }
+            if clamp_duration_floor(&mut self.cooldown, DEFAULT_CIRCUIT_COOLDOWN, MIN_CIRCUIT_COOLDOWN) {
+                mark("circuit.cooldown");
+            }
+        }
+    }
+}
+
 impl Policy {
     /// Clamps every field into its allowed range, in the Go original's
     /// order, appending each changed field to
@@ -130,7 +263,9 @@ impl Policy {
     /// let mut policy = Policy::default_for("svc.Op".into());
     /// policy.retry.max_attempts = 50;
     /// policy.retry.backoff_multiplier = f64::NAN;
+    /// assert!(!policy.is_normalized());
     /// policy.normalize();
+    /// assert!(policy.is_normalized());
     /// assert_eq!(policy.retry.max_attempts, 10);
     /// assert_eq!(policy.retry.backoff_multiplier, 2.0);
     /// assert_eq!(
@@ -138,89 +273,24 @@ impl Policy {
     ///     ["retry.max_attempts", "retry.backoff_multiplier"]
     /// );
     /// ```
-    #[allow(
-        clippy::many_single_char_names,
-        clippy::wildcard_imports,
-        reason = "the rules read like the specification's table"
-    )]
     pub fn normalize(&mut self) {
-        use limits::*;
-        let n = &mut self.meta.normalization;
-        let r = &mut self.retry;
+        let mut numbers = Numbers::of(self);
+        let normalization = &mut self.meta.normalization;
+        numbers.apply(&mut |field| normalization.mark(field));
+        numbers.write(self);
+    }
 
-        if r.max_attempts == 0 {
-            r.max_attempts = DEFAULT_MAX_ATTEMPTS;
-            n.mark("retry.max_attempts");
-        } else if r.max_attempts > MAX_ATTEMPTS {
-            r.max_attempts = MAX_ATTEMPTS;
-            n.mark("retry.max_attempts");
-        }
-        if clamp_duration_floor(&mut r.initial_backoff, DEFAULT_INITIAL_BACKOFF, MIN_INITIAL_BACKOFF) {
-            n.mark("retry.initial_backoff");
-        }
-        if r.max_backoff.is_zero() {
-            r.max_backoff = DEFAULT_MAX_BACKOFF;
-            n.mark("retry.max_backoff");
-        }
-        if r.max_backoff > MAX_BACKOFF {
-            r.max_backoff = MAX_BACKOFF;
-            n.mark("retry.max_backoff");
-        }
-        if r.max_backoff < r.initial_backoff {
-            r.max_backoff = r.initial_backoff;
-            n.mark("retry.max_backoff");
-        }
-        let m = r.backoff_multiplier;
-        if m == 0.0 || m.is_nan() {
-            r.backoff_multiplier = DEFAULT_MULTIPLIER;
-            n.mark("retry.backoff_multiplier");
-        } else if m < MIN_MULTIPLIER {
-            r.backoff_multiplier = MIN_MULTIPLIER;
-            n.mark("retry.backoff_multiplier");
-        } else if m > MAX_MULTIPLIER {
-            r.backoff_multiplier = MAX_MULTIPLIER;
-            n.mark("retry.backoff_multiplier");
-        }
-        if !r.timeout_per_attempt.is_zero() && r.timeout_per_attempt < MIN_TIMEOUT {
-            r.timeout_per_attempt = MIN_TIMEOUT;
-            n.mark("retry.timeout_per_attempt");
-        }
-        if !r.overall_timeout.is_zero() && r.overall_timeout < MIN_TIMEOUT {
-            r.overall_timeout = MIN_TIMEOUT;
-            n.mark("retry.overall_timeout");
-        }
-        if r.budget.cost == 0 {
-            r.budget.cost = 1;
-            n.mark("retry.budget.cost");
-        }
-        let h = &mut self.hedge;
-        if h.budget.cost == 0 {
-            h.budget.cost = 1;
-            n.mark("hedge.budget.cost");
-        }
-        if h.enabled {
-            if h.max_hedges == 0 {
-                h.max_hedges = DEFAULT_MAX_HEDGES;
-                n.mark("hedge.max_hedges");
-            } else if h.max_hedges > MAX_HEDGES {
-                h.max_hedges = MAX_HEDGES;
-                n.mark("hedge.max_hedges");
-            }
-            if clamp_duration_floor(&mut h.delay, DEFAULT_HEDGE_DELAY, MIN_HEDGE_DELAY) {
-                n.mark("hedge.hedge_delay");
-            }
-        }
-        let c = &mut self.circuit;
-        if c.enabled {
-            if c.threshold == 0 {
-                c.threshold = DEFAULT_CIRCUIT_THRESHOLD;
-                n.mark("circuit.threshold");
-            }
-            if clamp_duration_floor(&mut c.cooldown, DEFAULT_CIRCUIT_COOLDOWN, MIN_CIRCUIT_COOLDOWN) {
-                n.mark("circuit.cooldown");
-            }
-        }
-        self.meta.normalized = true;
+    /// Whether [`normalize`](Self::normalize) would leave every field as it
+    /// is. Allocation-free; the executor checks every policy a provider
+    /// hands it and normalizes a copy when this is false.
+    pub fn is_normalized(&self) -> bool {
+        // Compare values, not marks: some rule pairs fire without a net
+        // change (an initial backoff above 30 s caps `max_backoff` to 30 s,
+        // then raises it back to the initial backoff).
+        let before = Numbers::of(self);
+        let mut after = before;
+        after.apply(&mut |_| ());
+        after == before
     }
 
     /// [`normalize`](Self::normalize), by value.

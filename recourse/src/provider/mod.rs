@@ -15,6 +15,7 @@
 //!   runs one attempt, fallback uses [`ProviderError::fallback`], the call
 //!   site's catalog policy or the default).
 
+mod dynamic;
 mod static_provider;
 
 use std::error::Error as StdError;
@@ -23,17 +24,33 @@ use std::sync::Arc;
 
 use crate::policy::{Policy, PolicyKey};
 
+pub use dynamic::DynamicProvider;
 pub use static_provider::StaticProvider;
 
 /// A source of policies, consulted once per call.
 pub trait PolicyProvider: Send + Sync + 'static {
     /// The policy for `key`, `None` for "not configured here", or an error.
     fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError>;
+
+    /// A counter that changes whenever any answer may have changed.
+    ///
+    /// `#[recourse]` call sites cache their resolved policy and re-resolve
+    /// only when this changes, so the steady-state call does no lookup. A
+    /// provider whose answers never change keeps the default (always 0);
+    /// one that changes must bump it on every change, or call sites keep
+    /// the old policy. Answers that were errors are never cached.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 impl<P: PolicyProvider + ?Sized> PolicyProvider for Arc<P> {
     fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
         (**self).policy(key)
+    }
+
+    fn generation(&self) -> u64 {
+        (**self).generation()
     }
 }
 

@@ -42,8 +42,17 @@ impl StaticProvider {
 
     /// Adds (or replaces) the policy for its key.
     pub fn insert(&mut self, policy: Policy) {
-        let policy = prepare(policy);
-        self.policies.insert(policy.key.clone(), Arc::new(policy));
+        self.insert_shared(Arc::new(prepare(policy)));
+    }
+
+    /// Inserts a policy already [`prepare`]d.
+    pub(crate) fn insert_shared(&mut self, policy: Arc<Policy>) {
+        self.policies.insert(policy.key.clone(), policy);
+    }
+
+    /// Removes the policy for `key`.
+    pub fn remove(&mut self, key: &PolicyKey) {
+        self.policies.remove(key);
     }
 
     /// The policy for keys that have none of their own (its key is replaced
@@ -59,7 +68,8 @@ impl StaticProvider {
     }
 }
 
-fn prepare(mut policy: Policy) -> Policy {
+/// Marks a policy `static` (unless it names a source) and normalizes it.
+pub(crate) fn prepare(mut policy: Policy) -> Policy {
     if policy.meta.source == PolicySource::Unknown {
         policy.meta.source = PolicySource::Static;
     }
