@@ -11,3 +11,10 @@ fn derive_classifier() {
     t.compile_fail("tests/ui/derive/fail/*.rs");
     t.pass("tests/ui/derive/pass/*.rs");
 }
+
+#[test]
+fn recourse_attribute() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/recourse/fail/*.rs");
+    t.pass("tests/ui/recourse/pass/*.rs");
+}

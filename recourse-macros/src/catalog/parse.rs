@@ -1,0 +1,604 @@
+//! Parsing and validating `recourse.toml` with the same floors and ceilings
+//! as the runtime's normalization (`recourse::policy::limits`), so a value
+//! the catalog accepts is never clamped at run time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{Catalog, PolicyEntry};
+use crate::key::{key_problem, suggest};
+
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000 * MS;
+
+/// A catalog budget reference: `budget = "name"` or `{ name, cost }`.
+#[derive(Debug, Clone)]
+pub(crate) struct BudgetRefSpec {
+    pub(crate) name: String,
+    pub(crate) cost: u32,
+}
+
+/// A `.hedge` sub-table.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HedgeSpec {
+    pub(crate) enabled: bool,
+    pub(crate) max_hedges: Option<u32>,
+    pub(crate) delay: Option<u64>,
+    pub(crate) trigger: Option<String>,
+    pub(crate) budget: Option<BudgetRefSpec>,
+    pub(crate) cancel_on_first_terminal: Option<bool>,
+}
+
+/// A `.circuit` sub-table.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CircuitSpec {
+    pub(crate) enabled: bool,
+    pub(crate) threshold: Option<u32>,
+    pub(crate) cooldown: Option<u64>,
+}
+
+/// One policy's settings; `None` keeps the runtime default. Durations are
+/// in nanoseconds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PolicySpec {
+    pub(crate) id: Option<String>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) initial_backoff: Option<u64>,
+    pub(crate) max_backoff: Option<u64>,
+    pub(crate) backoff_multiplier: Option<f64>,
+    pub(crate) jitter: Option<String>,
+    pub(crate) timeout_per_attempt: Option<u64>,
+    pub(crate) overall_timeout: Option<u64>,
+    pub(crate) classifier: Option<String>,
+    pub(crate) budget: Option<BudgetRefSpec>,
+    pub(crate) hedge: Option<HedgeSpec>,
+    pub(crate) circuit: Option<CircuitSpec>,
+}
+
+impl PolicySpec {
+    /// Whether hedging is on for this policy.
+    pub(crate) fn hedging(&self) -> bool {
+        self.hedge.as_ref().is_some_and(|h| h.enabled)
+    }
+}
+
+const POLICY_FIELDS: &[&str] = &[
+    "id",
+    "max_attempts",
+    "initial_backoff",
+    "max_backoff",
+    "backoff_multiplier",
+    "jitter",
+    "timeout_per_attempt",
+    "overall_timeout",
+    "classifier",
+    "budget",
+    "hedge",
+    "circuit",
+];
+const HEDGE_FIELDS: &[&str] = &["enabled", "max_hedges", "delay", "trigger", "budget", "cancel_on_first_terminal"];
+const CIRCUIT_FIELDS: &[&str] = &["enabled", "threshold", "cooldown"];
+const TOP_LEVEL: &[&str] = &["policies", "budgets", "classifiers"];
+
+/// Reads `[package.metadata.recourse] catalog` from a Cargo manifest.
+pub(super) fn metadata_catalog(manifest: &str) -> Option<String> {
+    let table = DeTable::parse(manifest).ok()?;
+    let value = table.get_ref().get("package")?.get_ref().get("metadata")?.get_ref().get("recourse")?;
+    value.get_ref().get("catalog")?.get_ref().as_str().map(str::to_owned)
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    shown: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn at<T>(&self, item: &Spanned<T>, message: impl std::fmt::Display) -> String {
+        format!("{}:{}: {message}", self.shown, self.line(item.span().start))
+    }
+}
+
+fn unknown_field(ctx: &Ctx<'_>, key: &Spanned<std::borrow::Cow<'_, str>>, table: &str, known: &[&str]) -> String {
+    let hint =
+        suggest(key.get_ref(), known.iter().copied()).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+    ctx.at(key, format!("unknown field `{}` in {table}{hint}", key.get_ref()))
+}
+
+pub(super) fn parse(text: &str, path: PathBuf, shown: &str) -> Catalog {
+    let ctx = Ctx { text, shown };
+    let mut catalog = Catalog {
+        path,
+        shown: shown.to_owned(),
+        policies: BTreeMap::new(),
+        classifiers: Vec::new(),
+        errors: Vec::new(),
+    };
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(error) => {
+            let line = error.span().map_or(1, |s| ctx.line(s.start));
+            catalog.errors.push(format!("{shown}:{line}: {}", error.message().trim()));
+            return catalog;
+        }
+    };
+    for (key, value) in root.get_ref() {
+        match &**key.get_ref() {
+            "policies" => parse_policies(&ctx, value, &mut catalog),
+            "budgets" => parse_budgets(&ctx, value, &mut catalog.errors),
+            "classifiers" => parse_classifiers(&ctx, value, &mut catalog),
+            _ => catalog.errors.push(unknown_field(
+                &ctx,
+                key,
+                "the catalog (expected `[policies.\"svc.Op\"]`, `[budgets.name]` or `[classifiers]`)",
+                TOP_LEVEL,
+            )),
+        }
+    }
+    // Classifier names are checked once every table is read (the
+    // `[classifiers]` table may come after the policies that use it).
+    let names: Vec<String> = catalog.classifiers.clone();
+    for (key, entry) in &mut catalog.policies {
+        if let Some(name) = &entry.spec.classifier
+            && !super::BUILTIN_CLASSIFIERS.contains(&name.as_str())
+            && !names.contains(name)
+        {
+            let candidates = super::BUILTIN_CLASSIFIERS.iter().copied().chain(names.iter().map(String::as_str));
+            let hint = suggest(name, candidates).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
+            entry.errors.push(format!(
+                "{shown}:{}: policies.\"{key}\".classifier = \"{name}\" is not a known classifier; {hint}built-ins are {}; declare others in `[classifiers] names = [...]`",
+                entry.line,
+                super::BUILTIN_CLASSIFIERS.join(", ")
+            ));
+        }
+    }
+    catalog
+}
+
+fn parse_policies(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, catalog: &mut Catalog) {
+    let Some(table) = value.get_ref().as_table() else {
+        catalog.errors.push(ctx.at(value, "`policies` must be a table of `[policies.\"svc.Op\"]` tables"));
+        return;
+    };
+    for (key, value) in table {
+        let name = key.get_ref().to_string();
+        if let Some(problem) = key_problem(&name) {
+            catalog.errors.push(ctx.at(key, problem));
+            continue;
+        }
+        let mut errors = Vec::new();
+        let spec = match value.get_ref().as_table() {
+            Some(fields) => parse_policy(ctx, &name, fields, &mut errors),
+            None => {
+                errors.push(ctx.at(value, format!("policies.\"{name}\" must be a table")));
+                PolicySpec::default()
+            }
+        };
+        catalog.policies.insert(name, PolicyEntry { line: ctx.line(key.span().start), spec, errors });
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "one arm per field, like the schema table")]
+fn parse_policy(ctx: &Ctx<'_>, name: &str, fields: &DeTable<'_>, errors: &mut Vec<String>) -> PolicySpec {
+    let mut spec = PolicySpec::default();
+    let field = |f: &str| format!("policies.\"{name}\".{f}");
+    for (key, value) in fields {
+        let k = key.get_ref();
+        let path = field(k);
+        let result = match &**k {
+            "id" => string(ctx, value, &path).map(|v| spec.id = Some(v)),
+            "max_attempts" => integer(ctx, value, &path, 1, 10).map(|v| spec.max_attempts = Some(v)),
+            "initial_backoff" => duration(ctx, value, &path, MS, None).map(|v| spec.initial_backoff = Some(v)),
+            "max_backoff" => duration(ctx, value, &path, MS, Some(30 * S)).map(|v| spec.max_backoff = Some(v)),
+            "backoff_multiplier" => float(ctx, value, &path, 1.0, 10.0).map(|v| spec.backoff_multiplier = Some(v)),
+            "jitter" => jitter(ctx, value, &path).map(|v| spec.jitter = Some(v)),
+            "timeout_per_attempt" => timeout(ctx, value, &path).map(|v| spec.timeout_per_attempt = Some(v)),
+            "overall_timeout" => timeout(ctx, value, &path).map(|v| spec.overall_timeout = Some(v)),
+            "classifier" => string(ctx, value, &path).map(|v| spec.classifier = Some(v)),
+            "budget" => budget_ref(ctx, value, &path).map(|v| spec.budget = Some(v)),
+            "hedge" => hedge(ctx, value, &path, errors).map(|v| spec.hedge = Some(v)),
+            "circuit" => circuit(ctx, value, &path, errors).map(|v| spec.circuit = Some(v)),
+            _ => Err(unknown_field(ctx, key, &format!("policies.\"{name}\""), POLICY_FIELDS)),
+        };
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    if let (Some(initial), Some(max)) = (spec.initial_backoff, spec.max_backoff)
+        && max < initial
+    {
+        errors.push(format!(
+            "{}: {} = {} is below initial_backoff = {}",
+            ctx.shown,
+            field("max_backoff"),
+            show_duration(max),
+            show_duration(initial)
+        ));
+    }
+    // A long initial backoff with no cap raises the cap to it, exactly as
+    // normalization would; writing it here keeps the run-time policy
+    // unclamped.
+    if let (Some(initial), None) = (spec.initial_backoff, spec.max_backoff)
+        && initial > 250 * MS
+    {
+        spec.max_backoff = Some(initial.min(30 * S).max(initial));
+    }
+    spec
+}
+
+fn hedge(
+    ctx: &Ctx<'_>,
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> Result<HedgeSpec, String> {
+    let table = value.get_ref().as_table().ok_or_else(|| ctx.at(value, format!("{path} must be a table")))?;
+    let mut spec = HedgeSpec { enabled: true, ..HedgeSpec::default() };
+    for (key, value) in table {
+        let path = format!("{path}.{}", key.get_ref());
+        let result = match &**key.get_ref() {
+            "enabled" => boolean(ctx, value, &path).map(|v| spec.enabled = v),
+            "max_hedges" => integer(ctx, value, &path, 1, 3).map(|v| spec.max_hedges = Some(v)),
+            "delay" => duration(ctx, value, &path, 10 * MS, None).map(|v| spec.delay = Some(v)),
+            "trigger" => string(ctx, value, &path).map(|v| spec.trigger = Some(v)),
+            "budget" => budget_ref(ctx, value, &path).map(|v| spec.budget = Some(v)),
+            "cancel_on_first_terminal" => boolean(ctx, value, &path).map(|v| spec.cancel_on_first_terminal = Some(v)),
+            _ => Err(unknown_field(ctx, key, path.rsplit_once('.').map_or("", |p| p.0), HEDGE_FIELDS)),
+        };
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    Ok(spec)
+}
+
+fn circuit(
+    ctx: &Ctx<'_>,
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> Result<CircuitSpec, String> {
+    let table = value.get_ref().as_table().ok_or_else(|| ctx.at(value, format!("{path} must be a table")))?;
+    let mut spec = CircuitSpec { enabled: true, ..CircuitSpec::default() };
+    for (key, value) in table {
+        let path = format!("{path}.{}", key.get_ref());
+        let result = match &**key.get_ref() {
+            "enabled" => boolean(ctx, value, &path).map(|v| spec.enabled = v),
+            "threshold" => integer(ctx, value, &path, 1, u32::MAX).map(|v| spec.threshold = Some(v)),
+            "cooldown" => duration(ctx, value, &path, 100 * MS, None).map(|v| spec.cooldown = Some(v)),
+            _ => Err(unknown_field(ctx, key, path.rsplit_once('.').map_or("", |p| p.0), CIRCUIT_FIELDS)),
+        };
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    }
+    Ok(spec)
+}
+
+fn parse_budgets(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, errors: &mut Vec<String>) {
+    let Some(table) = value.get_ref().as_table() else {
+        errors.push(ctx.at(value, "`budgets` must be a table of `[budgets.name]` tables"));
+        return;
+    };
+    for (name, value) in table {
+        let path = format!("budgets.{}", name.get_ref());
+        if name.get_ref().trim().is_empty() {
+            errors.push(ctx.at(name, "budget names cannot be empty"));
+        }
+        let Some(fields) = value.get_ref().as_table() else {
+            errors.push(ctx.at(value, format!("{path} must be a table")));
+            continue;
+        };
+        let kind = fields.get("kind").map(|k| (k, k.get_ref().as_str()));
+        match kind {
+            None => {
+                errors.push(ctx.at(name, format!("{path} needs `kind = \"token_bucket\"` or `kind = \"unlimited\"`")));
+            }
+            Some((_, Some("unlimited"))) => {
+                for (key, _) in fields.iter().filter(|(k, _)| k.get_ref() != "kind") {
+                    errors.push(unknown_field(
+                        ctx,
+                        key,
+                        &format!("{path} (kind \"unlimited\" takes no settings)"),
+                        &["kind"],
+                    ));
+                }
+            }
+            Some((_, Some("token_bucket"))) => {
+                for (key, value) in fields {
+                    let field = format!("{path}.{}", key.get_ref());
+                    let result = match &**key.get_ref() {
+                        "kind" => Ok(()),
+                        "capacity" => integer(ctx, value, &field, 0, u32::MAX).map(drop),
+                        "refill_per_sec" => float(ctx, value, &field, 0.0, f64::MAX).map(drop),
+                        _ => Err(unknown_field(ctx, key, &path, &["kind", "capacity", "refill_per_sec"])),
+                    };
+                    if let Err(e) = result {
+                        errors.push(e);
+                    }
+                }
+                if !fields.contains_key("capacity") {
+                    errors.push(ctx.at(name, format!("{path} (a token bucket) needs `capacity`")));
+                }
+            }
+            Some((k, _)) => errors.push(ctx.at(k, format!("{path}.kind must be \"token_bucket\" or \"unlimited\""))),
+        }
+    }
+}
+
+fn parse_classifiers(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, catalog: &mut Catalog) {
+    let Some(table) = value.get_ref().as_table() else {
+        catalog
+            .errors
+            .push(ctx.at(value, "`classifiers` must be a table: `[classifiers] names = [\"my_classifier\"]`"));
+        return;
+    };
+    for (key, value) in table {
+        if key.get_ref() != "names" {
+            catalog.errors.push(unknown_field(ctx, key, "[classifiers]", &["names"]));
+            continue;
+        }
+        let Some(array) = value.get_ref().as_array() else {
+            catalog.errors.push(ctx.at(value, "classifiers.names must be an array of strings"));
+            continue;
+        };
+        for item in array {
+            match item.get_ref().as_str() {
+                Some(name) if !name.trim().is_empty() => catalog.classifiers.push(name.trim().to_owned()),
+                _ => catalog.errors.push(ctx.at(item, "classifiers.names must hold non-empty strings")),
+            }
+        }
+    }
+}
+
+fn type_error(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str, expected: &str) -> String {
+    ctx.at(value, format!("{path} must be {expected}, found {}", value.get_ref().type_str()))
+}
+
+fn string(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<String, String> {
+    match value.get_ref().as_str() {
+        Some(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Some(_) => Err(ctx.at(value, format!("{path} cannot be empty"))),
+        None => Err(type_error(ctx, value, path, "a string")),
+    }
+}
+
+fn boolean(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<bool, String> {
+    value.get_ref().as_bool().ok_or_else(|| type_error(ctx, value, path, "`true` or `false`"))
+}
+
+fn integer(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str, min: u32, max: u32) -> Result<u32, String> {
+    let int = value.get_ref().as_integer().ok_or_else(|| type_error(ctx, value, path, "an integer"))?;
+    let digits = int.as_str().replace('_', "");
+    let parsed = i64::from_str_radix(digits.trim_start_matches(['+']), int.radix())
+        .map_err(|_| ctx.at(value, format!("{path} = {} is not a valid integer", int.as_str())))?;
+    match u32::try_from(parsed) {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ if max == u32::MAX => Err(ctx.at(value, format!("{path} = {parsed} must be at least {min}"))),
+        _ => Err(ctx.at(value, format!("{path} = {parsed} is out of range ({min}..={max})"))),
+    }
+}
+
+fn float(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str, min: f64, max: f64) -> Result<f64, String> {
+    let v = match value.get_ref() {
+        DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().unwrap_or(f64::NAN),
+        DeValue::Integer(i) => i.as_str().replace('_', "").parse::<f64>().unwrap_or(f64::NAN),
+        _ => return Err(type_error(ctx, value, path, "a number")),
+    };
+    if v.is_nan() {
+        return Err(ctx.at(value, format!("{path} is not a number (NaN)")));
+    }
+    if v < min || v > max {
+        let range = if max >= f64::MAX { format!("at least {min}") } else { format!("in {min:?}..={max:?}") };
+        return Err(ctx.at(value, format!("{path} = {v} must be {range}")));
+    }
+    Ok(v)
+}
+
+fn jitter(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<String, String> {
+    let s = string(ctx, value, path)?;
+    match s.as_str() {
+        "none" | "full" | "equal" => Ok(s),
+        other => {
+            let hint = suggest(other, ["none", "full", "equal"])
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_default();
+            Err(ctx.at(value, format!("{path} = \"{other}\" must be \"none\", \"full\" or \"equal\"{hint}")))
+        }
+    }
+}
+
+/// A timeout: `"0s"` disables it, otherwise at least 1 ms.
+fn timeout(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<u64, String> {
+    let nanos = duration(ctx, value, path, 0, None)?;
+    if nanos != 0 && nanos < MS {
+        return Err(ctx.at(value, format!("{path} = {} is below 1ms (use \"0s\" to disable it)", show_duration(nanos))));
+    }
+    Ok(nanos)
+}
+
+fn duration(
+    ctx: &Ctx<'_>,
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    min: u64,
+    max: Option<u64>,
+) -> Result<u64, String> {
+    let Some(text) = value.get_ref().as_str() else {
+        return Err(type_error(ctx, value, path, "a duration string such as \"250ms\", \"2s\" or \"1m\""));
+    };
+    let nanos = parse_duration(text).ok_or_else(|| {
+        ctx.at(value, format!("{path} = \"{text}\" is not a duration; write a number and a unit: ns, us, ms, s, m or h (e.g. \"250ms\")"))
+    })?;
+    if nanos < min {
+        return Err(ctx.at(value, format!("{path} = \"{text}\" is below the minimum of {}", show_duration(min))));
+    }
+    if let Some(max) = max
+        && nanos > max
+    {
+        return Err(ctx.at(value, format!("{path} = \"{text}\" is above the maximum of {}", show_duration(max))));
+    }
+    Ok(nanos)
+}
+
+/// `"250ms"`, `"1.5s"`, `"2m"`, `"100us"`: a non-negative decimal and a unit.
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => MS,
+        "s" => S,
+        "m" => 60 * S,
+        "h" => 3_600 * S,
+        _ => return None,
+    };
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return None;
+    }
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    let whole: u64 = whole.parse().ok()?;
+    let mut nanos = whole.checked_mul(scale)?;
+    let mut place = scale;
+    for digit in frac.chars() {
+        place /= 10;
+        nanos = nanos.checked_add(u64::from(digit.to_digit(10)?) * place)?;
+    }
+    Some(nanos)
+}
+
+pub(crate) fn show_duration(nanos: u64) -> String {
+    match nanos {
+        0 => "0s".to_owned(),
+        n if n % S == 0 => format!("{}s", n / S),
+        n if n % MS == 0 => format!("{}ms", n / MS),
+        n if n % 1_000 == 0 => format!("{}us", n / 1_000),
+        n => format!("{n}ns"),
+    }
+}
+
+fn budget_ref(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<BudgetRefSpec, String> {
+    match value.get_ref() {
+        DeValue::String(_) => Ok(BudgetRefSpec { name: string(ctx, value, path)?, cost: 1 }),
+        DeValue::Table(table) => {
+            let mut name = None;
+            let mut cost = 1;
+            for (key, value) in table {
+                match &**key.get_ref() {
+                    "name" => name = Some(string(ctx, value, &format!("{path}.name"))?),
+                    "cost" => cost = integer(ctx, value, &format!("{path}.cost"), 1, u32::MAX)?,
+                    _ => return Err(unknown_field(ctx, key, path, &["name", "cost"])),
+                }
+            }
+            let name = name.ok_or_else(|| ctx.at(value, format!("{path} needs a `name`")))?;
+            Ok(BudgetRefSpec { name, cost })
+        }
+        _ => Err(type_error(ctx, value, path, "a budget name or `{ name = \"...\", cost = N }`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(text: &str) -> Catalog {
+        parse(text, PathBuf::from("/x/recourse.toml"), "recourse.toml")
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(250 * MS));
+        assert_eq!(parse_duration("1.5s"), Some(1_500 * MS));
+        assert_eq!(parse_duration("2m"), Some(120 * S));
+        assert_eq!(parse_duration("100us"), Some(100_000));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("1"), None);
+        assert_eq!(parse_duration("ms"), None);
+        assert_eq!(parse_duration("1.s"), None);
+        assert_eq!(parse_duration("99999999999999999h"), None);
+        assert_eq!(show_duration(30 * S), "30s");
+    }
+
+    #[test]
+    fn a_full_policy_parses() {
+        let c = catalog(
+            r#"
+[policies."user-service.GetUser"]
+max_attempts = 4
+initial_backoff = "20ms"
+max_backoff = "1s"
+backoff_multiplier = 2
+jitter = "full"
+overall_timeout = "2s"
+budget = { name = "tb", cost = 2 }
+
+[policies."user-service.GetUser".hedge]
+max_hedges = 2
+delay = "50ms"
+
+[policies."svc.Empty"]
+
+[budgets.tb]
+kind = "token_bucket"
+capacity = 100
+refill_per_sec = 50.0
+
+[classifiers]
+names = ["mine"]
+"#,
+        );
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        let p = &c.policies["user-service.GetUser"];
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.spec.max_attempts, Some(4));
+        assert_eq!(p.spec.initial_backoff, Some(20 * MS));
+        assert_eq!(p.spec.backoff_multiplier, Some(2.0));
+        assert_eq!(p.spec.budget.as_ref().map(|b| b.cost), Some(2));
+        assert!(p.spec.hedging());
+        assert_eq!(p.line, 2);
+        assert!(c.policies["svc.Empty"].errors.is_empty());
+        assert_eq!(c.classifiers, ["mine"]);
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_lines() {
+        let c = catalog(
+            "[policies.\"a.b\"]\nmax_attempts = 50\njitter = \"ful\"\nmax_backoff = \"45s\"\nbackoff_multiplier = nan\ntimeout_per_attempt = \"500us\"\nretries = 3\nclassifier = \"htp\"\n",
+        );
+        let errors = &c.policies["a.b"].errors;
+        let all = errors.join("\n");
+        assert!(all.contains("recourse.toml:2: policies.\"a.b\".max_attempts = 50 is out of range (1..=10)"), "{all}");
+        assert!(all.contains("recourse.toml:3:") && all.contains("did you mean \"full\"?"), "{all}");
+        assert!(all.contains("above the maximum of 30s"), "{all}");
+        assert!(all.contains("NaN"), "{all}");
+        assert!(all.contains("below 1ms"), "{all}");
+        assert!(all.contains("unknown field `retries`"), "{all}");
+        assert!(all.contains("\"htp\" is not a known classifier"), "{all}");
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_tables_are_global() {
+        let c = catalog("[policies.\"a.b\"\nmax_attempts = 1\n");
+        assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+        assert!(c.errors[0].starts_with("recourse.toml:1:"), "{:?}", c.errors);
+        let c = catalog("[polices.\"a.b\"]\n");
+        assert!(c.errors[0].contains("did you mean `policies`?"), "{:?}", c.errors);
+        let c = catalog("[policies.\"nodot\"]\n[budgets.x]\nkind = \"leaky\"\n");
+        assert_eq!(c.errors.len(), 2, "{:?}", c.errors);
+    }
+
+    #[test]
+    fn metadata_catalog_path() {
+        let manifest = "[package]\nname = \"x\"\n[package.metadata.recourse]\ncatalog = \"../recourse.toml\"\n";
+        assert_eq!(metadata_catalog(manifest).as_deref(), Some("../recourse.toml"));
+        assert_eq!(metadata_catalog("[package]\nname = \"x\"\n"), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! The body rewrite. The signature stays as written (tracing's approach, not
+//! async-trait's): generics, where clauses, `impl Trait` and docs survive,
+//! and the future is not boxed.
+//!
+//! Input:
+//!
+//! ```ignore
+//! #[recourse(policy = "billing.Charge")]
+//! async fn charge(&self, id: &str, mut body: String) -> Result<Receipt, BillingError> { BODY }
+//! ```
+//!
+//! Output (concurrent form; the sequential form for `&mut` functions runs
+//! the same steps in an inline loop, see `sequential`):
+//!
+//! ```ignore
+//! async fn charge(&self, id: &str, body: String) -> Result<Receipt, BillingError> {
+//!     static __RECOURSE_SITE: CallSite = CallSite::new(KEY, Some(CATALOG_SPEC), None);
+//!     const _: &[u8] = include_bytes!("/abs/recourse.toml"); // rebuild when the catalog changes
+//!     check_result::<Result<Receipt, BillingError>>();        // spanned on the return type
+//!     __RECOURSE_SITE.call(global(), move || {
+//!         let mut body = attempt_arg(&body);                   // a fresh clone per attempt
+//!         async move {
+//!             if let Some(__ret) = None::<Result<Receipt, BillingError>> { return __ret; } // inference anchor
+//!             { BODY }                                          // quoted once, original spans
+//!         }
+//!     }).await
+//! }
+//! ```
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+
+use super::args::Args;
+use super::validate::{Checked, Mode};
+use crate::catalog::{BudgetRefSpec, PolicySpec};
+use crate::key::split;
+
+pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> TokenStream {
+    let private = args.runtime.private();
+    let key = args.policy.value();
+    let site = site_static(&private, &key, Some(&checked.spec), args.classifier.as_ref());
+    let tracking = tracking(&checked.catalog.path);
+
+    let ret_ty = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => (**ty).clone(),
+        syn::ReturnType::Default => unreachable!("checked in validate"),
+    };
+    let mut anchor_ty = ret_ty.clone();
+    ImplTraitEraser.visit_type_mut(&mut anchor_ty);
+    let check = quote_spanned!(ret_ty.span()=> #private::check_result::<#anchor_ty>(););
+
+    let rebind = rebind_params(&mut func.sig, &private);
+    let executor = args.executor.as_ref().map_or_else(|| quote!(#private::global()), ToTokens::to_token_stream);
+
+    // Inner attributes (`#![allow(...)]`) stay with the user's statements.
+    let (inner_attrs, outer_attrs): (Vec<_>, Vec<_>) =
+        func.attrs.into_iter().partition(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+    let stmts = &func.block.stmts;
+    let user_block = quote!({ #(#inner_attrs)* #(#stmts)* });
+    let ret = format_ident!("__recourse_ret", span = Span::mixed_site());
+    let attempt_body = quote! {
+        #[allow(unreachable_code, clippy::diverging_sub_expression, clippy::needless_return)]
+        if let ::core::option::Option::Some(#ret) = ::core::option::Option::None::<#anchor_ty> {
+            return #ret;
+        }
+        #user_block
+    };
+
+    let site_ident = format_ident!("__RECOURSE_SITE", span = Span::mixed_site());
+    let body = match checked.mode {
+        Mode::Concurrent => quote! {
+            #site_ident.call(#executor, move || {
+                #(#rebind)*
+                async move { #attempt_body }
+            }).await
+        },
+        Mode::Sequential => {
+            let call = format_ident!("__recourse_call", span = Span::mixed_site());
+            let plan = format_ident!("__recourse_plan", span = Span::mixed_site());
+            let result = format_ident!("__recourse_result", span = Span::mixed_site());
+            let error = format_ident!("__recourse_error", span = Span::mixed_site());
+            quote! {
+                let mut #call = match #site_ident.begin(#executor) {
+                    ::core::result::Result::Ok(call) => call,
+                    ::core::result::Result::Err(#error) => {
+                        return ::core::result::Result::Err(::core::convert::From::from(#error));
+                    }
+                };
+                loop {
+                    let #plan = #call.plan();
+                    #(#rebind)*
+                    let #result = #plan.run(async { #attempt_body }).await;
+                    match #call.settle(#plan, #result) {
+                        #private::Step::Done(done) => return done,
+                        #private::Step::Sleep(duration) => {
+                            if let ::core::result::Result::Err(#error) = #call.sleep(duration).await {
+                                return ::core::result::Result::Err(::core::convert::From::from(#error));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+
+    let vis = &func.vis;
+    let sig = &func.sig;
+    quote! {
+        #(#outer_attrs)*
+        #vis #sig {
+            #site
+            #tracking
+            #check
+            #body
+        }
+    }
+}
+
+/// `static __RECOURSE_SITE: CallSite = ...;` for a checked key.
+pub(crate) fn site_static(
+    private: &TokenStream,
+    key: &str,
+    spec: Option<&PolicySpec>,
+    classifier: Option<&syn::LitStr>,
+) -> TokenStream {
+    let (namespace, name) = split(key);
+    let site = format_ident!("__RECOURSE_SITE", span = Span::mixed_site());
+    let spec = spec.map_or_else(
+        || quote!(#private::Option::None),
+        |spec| {
+            let spec = catalog_spec(private, spec);
+            quote!(#private::Option::Some(#spec))
+        },
+    );
+    let classifier = classifier.map_or_else(
+        || quote!(#private::Option::None),
+        |lit| {
+            let name = lit.value();
+            let name = name.trim();
+            quote!(#private::Option::Some(#name))
+        },
+    );
+    quote! {
+        static #site: #private::CallSite = #private::CallSite::new(
+            #private::PolicyKey::from_static(#namespace, #name),
+            #spec,
+            #classifier,
+        );
+    }
+}
+
+/// Makes the catalog a dependency of this crate: rustc records files read
+/// by `include_bytes!` in its dep-info, so cargo rebuilds when the catalog
+/// changes (proc-macro file tracking is not stable yet).
+pub(crate) fn tracking(path: &std::path::Path) -> TokenStream {
+    let path = path.display().to_string();
+    quote! { const _: &[u8] = ::core::include_bytes!(#path); }
+}
+
+fn some<T: ToTokens>(private: &TokenStream, value: Option<T>) -> TokenStream {
+    match value {
+        Some(v) => quote!(#private::Option::Some(#v)),
+        None => quote!(#private::Option::None),
+    }
+}
+
+fn duration(private: &TokenStream, nanos: Option<u64>) -> TokenStream {
+    some(private, nanos.map(|n| quote!(#private::Duration::from_nanos(#n))))
+}
+
+fn budget(private: &TokenStream, budget: Option<&BudgetRefSpec>) -> TokenStream {
+    some(
+        private,
+        budget.map(|b| {
+            let (name, cost) = (&b.name, b.cost);
+            quote!((#name, #cost))
+        }),
+    )
+}
+
+fn catalog_spec(private: &TokenStream, spec: &PolicySpec) -> TokenStream {
+    let id = some(private, spec.id.as_deref());
+    let max_attempts = some(private, spec.max_attempts);
+    let initial = duration(private, spec.initial_backoff);
+    let max = duration(private, spec.max_backoff);
+    let multiplier = some(private, spec.backoff_multiplier.map(proc_macro2::Literal::f64_suffixed));
+    let jitter = some(
+        private,
+        spec.jitter.as_deref().map(|j| match j {
+            "full" => quote!(#private::Jitter::Full),
+            "equal" => quote!(#private::Jitter::Equal),
+            _ => quote!(#private::Jitter::None),
+        }),
+    );
+    let per_attempt = duration(private, spec.timeout_per_attempt);
+    let overall = duration(private, spec.overall_timeout);
+    let classifier = some(private, spec.classifier.as_deref());
+    let retry_budget = budget(private, spec.budget.as_ref());
+    let hedge = some(
+        private,
+        spec.hedge.as_ref().map(|h| {
+            let enabled = h.enabled;
+            let max_hedges = some(private, h.max_hedges);
+            let delay = duration(private, h.delay);
+            let trigger = some(private, h.trigger.as_deref());
+            let budget = budget(private, h.budget.as_ref());
+            let cancel = some(private, h.cancel_on_first_terminal);
+            quote!(#private::HedgeSpec {
+                enabled: #enabled, max_hedges: #max_hedges, delay: #delay, trigger: #trigger,
+                budget: #budget, cancel_on_first_terminal: #cancel,
+            })
+        }),
+    );
+    let circuit = some(
+        private,
+        spec.circuit.as_ref().map(|c| {
+            let enabled = c.enabled;
+            let threshold = some(private, c.threshold);
+            let cooldown = duration(private, c.cooldown);
+            quote!(#private::CircuitSpec { enabled: #enabled, threshold: #threshold, cooldown: #cooldown })
+        }),
+    );
+    quote! {
+        #private::CatalogSpec {
+            id: #id,
+            max_attempts: #max_attempts,
+            initial_backoff: #initial,
+            max_backoff: #max,
+            backoff_multiplier: #multiplier,
+            jitter: #jitter,
+            timeout_per_attempt: #per_attempt,
+            overall_timeout: #overall,
+            classifier: #classifier,
+            budget: #retry_budget,
+            hedge: #hedge,
+            circuit: #circuit,
+        }
+    }
+}
+
+/// Per-attempt bindings for the parameters, and the parameter patterns
+/// rewritten so the outer bindings can be reused: `mut` is dropped from the
+/// outer binding (the per-attempt one keeps it), and non-identifier
+/// patterns bind a hidden `__recourse_argN` that each attempt destructures.
+fn rebind_params(sig: &mut syn::Signature, private: &TokenStream) -> Vec<TokenStream> {
+    let mut rebind = Vec::new();
+    for (index, input) in sig.inputs.iter_mut().enumerate() {
+        let syn::FnArg::Typed(arg) = input else { continue };
+        let cfgs: Vec<_> = arg.attrs.iter().filter(|a| a.path().is_ident("cfg")).cloned().collect();
+        let is_ref = matches!(&*arg.ty, syn::Type::Reference(_));
+        let (source, pattern) = match &mut *arg.pat {
+            syn::Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
+                let pattern = pat.to_token_stream();
+                pat.mutability = None;
+                (pat.ident.clone(), pattern)
+            }
+            other => {
+                let pattern = other.to_token_stream();
+                let ident = format_ident!("__recourse_arg{}", index, span = Span::mixed_site());
+                *other = syn::Pat::Ident(syn::PatIdent {
+                    attrs: Vec::new(),
+                    by_ref: None,
+                    mutability: None,
+                    ident: ident.clone(),
+                    subpat: None,
+                });
+                (ident, pattern)
+            }
+        };
+        let ty = &arg.ty;
+        if is_ref {
+            // References are `Copy`; rebinding is only needed when the
+            // pattern does more than name the reference.
+            if source != pattern.to_string() {
+                rebind.push(quote!(#(#cfgs)* let #pattern = #source;));
+            }
+        } else {
+            // The clone is spanned on the parameter's type, so a missing
+            // `Clone` is reported there, not inside generated code.
+            let clone = quote_spanned!(ty.span()=> #private::attempt_arg::<#ty>(&#source));
+            rebind.push(quote!(#(#cfgs)* let #pattern = #clone;));
+        }
+    }
+    rebind
+}
+
+/// Replaces `impl Trait` with `_` so the return type can be written in the
+/// inference anchor (tracing #1227, async-trait #281).
+struct ImplTraitEraser;
+
+impl VisitMut for ImplTraitEraser {
+    fn visit_type_mut(&mut self, ty: &mut syn::Type) {
+        if let syn::Type::ImplTrait(impl_trait) = ty {
+            *ty = syn::Type::Infer(syn::TypeInfer { underscore_token: syn::Token![_](impl_trait.span()) });
+        } else {
+            syn::visit_mut::visit_type_mut(self, ty);
+        }
+    }
+}
