@@ -19,15 +19,168 @@ use proc_macro::TokenStream;
 /// Runs an `async fn` under the policy named by its key, checked at
 /// compile time against the crate's `recourse.toml`.
 ///
-/// See the `recourse` crate documentation for the arguments and for what
-/// the attribute expands to.
+/// ```
+/// use recourse::{Classifier, recourse};
+///
+/// #[derive(Debug, thiserror::Error, Classifier)]
+/// enum ApiError {
+///     #[error("connection reset")]
+///     #[classify(retryable)]
+///     Reset,
+///     #[error("not found")]
+///     #[classify(non_retryable)]
+///     NotFound,
+///     #[error(transparent)]
+///     Recourse(#[from] recourse::Error),
+/// }
+///
+/// struct Client;
+///
+/// impl Client {
+///     // `recourse.toml` declares `[policies."user-service.GetUser"]`.
+///     #[recourse(policy = "user-service.GetUser")]
+///     async fn get_user(&self, id: u64) -> Result<String, ApiError> {
+///         if id == 0 { Err(ApiError::NotFound) } else { Ok(format!("user {id}")) }
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(Client.get_user(7).await.unwrap(), "user 7");
+/// # }
+/// ```
+///
+/// # Arguments
+///
+/// * `policy = "service.Operation"` (required): the policy key. It must be
+///   well formed (letters, digits, `_`, `-`, dots between non-empty parts)
+///   and declared in the catalog, or the build fails on the literal with a
+///   "did you mean" suggestion.
+/// * `classifier = "name"`: a registered classifier for this function's
+///   errors, overriding the policy's; built-ins (`always`, `never`,
+///   `auto`) or names declared in the catalog's `[classifiers] names`.
+/// * `executor = <expr>`: an expression giving `&recourse::Executor`
+///   (it may use the function's parameters); default: `recourse::global()`.
+/// * `crate = "path"`: where the `recourse` crate is, for re-exports.
+///
+/// # The function
+///
+/// `async fn`, free or a `&self` / `&mut self` method (inherent or trait
+/// impl), generic, with `impl Trait` arguments or return, returning
+/// `Result<T, E>` where `E: recourse::Classify + From<recourse::Error>`.
+/// The signature is kept exactly; the future is not boxed and is `Send`
+/// whenever the plain body would be. The body runs once per attempt:
+/// references are shared between attempts, by-value arguments are cloned
+/// for each attempt (so they must be `Clone`). Functions taking `&mut self`
+/// or `&mut T` retry one attempt after another and are never hedged; a
+/// catalog that enables hedging for their key is a compile error.
+///
+/// # The catalog
+///
+/// `recourse.toml` next to the crate's `Cargo.toml` (or the file named by
+/// `[package.metadata.recourse] catalog = "..."`), read once per
+/// compilation; the crate is rebuilt when it changes. Every value is
+/// checked against the same limits as run-time normalization, and the
+/// compiled policy is embedded in the function: the executor uses it
+/// whenever its provider does not configure the key.
+///
+/// ```toml
+/// [policies."user-service.GetUser"]
+/// max_attempts = 4            # 1..=10
+/// initial_backoff = "20ms"    # at least 1ms
+/// max_backoff = "1s"          # at most 30s
+/// backoff_multiplier = 2.0    # 1..=10
+/// jitter = "full"             # none | full | equal
+/// timeout_per_attempt = "500ms"
+/// overall_timeout = "2s"
+/// classifier = "auto"
+/// budget = { name = "user-service", cost = 1 }
+///
+/// [policies."user-service.GetUser".hedge]   # present = enabled
+/// max_hedges = 2              # 1..=3
+/// delay = "50ms"              # at least 10ms
+///
+/// [policies."user-service.GetUser".circuit] # present = enabled
+/// threshold = 5
+/// cooldown = "10s"            # at least 100ms
+///
+/// [budgets.user-service]
+/// kind = "token_bucket"
+/// capacity = 100
+/// refill_per_sec = 50.0
+///
+/// [classifiers]
+/// names = ["billing"]
+/// ```
+///
+/// # What `#[recourse]` expands to
+///
+/// For
+///
+/// ```ignore
+/// #[recourse(policy = "billing.Charge")]
+/// async fn charge(&self, id: &str, mut body: String) -> Result<Receipt, BillingError> { BODY }
+/// ```
+///
+/// the expansion is (paths shortened; every generated path is absolute,
+/// `::recourse::__private::...` or `::core::...`):
+///
+/// ```ignore
+/// async fn charge(&self, id: &str, body: String) -> Result<Receipt, BillingError> {
+///     // Per call site: the key, the compiled catalog policy, and a cache of
+///     // the resolved policy and classifier (no lookup in the steady state;
+///     // refreshed when the provider or classifier registry changes).
+///     static __RECOURSE_SITE: CallSite = CallSite::new(
+///         PolicyKey::from_static("billing", "Charge"),
+///         Some(CatalogSpec { max_attempts: Some(4), /* ... */ }),
+///         None, // the `classifier` argument
+///     );
+///     // Makes `recourse.toml` a build input: cargo rebuilds when it changes.
+///     const _: &[u8] = include_bytes!("/path/to/recourse.toml");
+///     // Spanned on the return type: errors about `E` land there.
+///     check_result::<Result<Receipt, BillingError>>();
+///     __RECOURSE_SITE.call(global(), move || {
+///         let mut body = attempt_arg(&body); // a fresh clone per attempt
+///         async move {
+///             // Inference anchor: `?` and `return` check against the
+///             // declared return type, and type errors point at BODY.
+///             if let Some(ret) = None::<Result<Receipt, BillingError>> {
+///                 return ret;
+///             }
+///             { BODY } // quoted once, with its own spans
+///         }
+///     })
+///     .await
+/// }
+/// ```
+///
+/// With `&mut self` or a `&mut T` parameter the body instead runs inside an
+/// inline loop (`let mut call = SITE.begin(exec)?; loop { let plan =
+/// call.plan(); ... plan.run(async { BODY }).await ... call.settle(plan,
+/// result) }`), so each attempt reborrows the mutable reference and the
+/// future stays `Send`.
 #[proc_macro_attribute]
 pub fn recourse(args: TokenStream, item: TokenStream) -> TokenStream {
     recourse_attr::expand(args.into(), item.into()).into()
 }
 
 /// A policy key checked at compile time against the crate's
-/// `recourse.toml`, usable with `Executor::call`.
+/// `recourse.toml`, for the function form.
+///
+/// The key carries its compiled catalog policy and a resolution cache, like
+/// a `#[recourse]` function.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let key = recourse::key!("user-service.GetUser");
+/// let user: Result<&str, std::io::Error> = recourse::global().call(key, || async { Ok("ada") }).await;
+/// assert_eq!(user.unwrap(), "ada");
+/// # }
+/// ```
+///
+/// A misspelt key fails to compile:
+///
+/// ```compile_fail
+/// let key = recourse::key!("user-service.GetUsr"); // did you mean "user-service.GetUser"?
+/// ```
 #[proc_macro]
 pub fn key(input: TokenStream) -> TokenStream {
     key_macro::expand(input.into()).into()
@@ -36,7 +189,7 @@ pub fn key(input: TokenStream) -> TokenStream {
 /// Derives `recourse::Classify` for an error enum (or struct), so the
 /// executor knows which of the type's errors are worth another attempt.
 ///
-/// ```ignore
+/// ```
 /// use recourse::Classifier;
 /// use std::time::Duration;
 ///
@@ -59,9 +212,8 @@ pub fn key(input: TokenStream) -> TokenStream {
 /// }
 /// ```
 ///
-/// (The examples here are not doctests, because this crate cannot depend on
-/// `recourse`; each one is compiled and run by the `ui-tests` crate, in
-/// `tests/ui/derive/pass/`.)
+/// The fragments below are compiled and run in full by the `ui-tests`
+/// crate (`tests/ui/derive/pass/`).
 ///
 /// # Variant attributes
 ///
@@ -97,7 +249,7 @@ pub fn key(input: TokenStream) -> TokenStream {
 ///   #[derive(Debug, Classifier)]
 ///   enum Wrapped<E> {
 ///       #[classify(delegate)]
-///       Inner(E), // impl<E> Classify for Wrapped<E> where E: Classify
+///       Inner(E), // the impl gets `where E: Classify`
 ///       #[classify(abort, reason = "shutting_down")]
 ///       ShuttingDown,
 ///   }

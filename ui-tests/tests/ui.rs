@@ -16,5 +16,7 @@ fn derive_classifier() {
 fn recourse_attribute() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/recourse/fail/*.rs");
+    // A crate root of its own without a `recourse.toml`.
+    t.compile_fail("tests/ui/no-catalog/*.rs");
     t.pass("tests/ui/recourse/pass/*.rs");
 }

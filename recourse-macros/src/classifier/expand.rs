@@ -15,7 +15,8 @@
 //! }
 //! ```
 //!
-//! Output:
+//! Output (`__private` is `::recourse::__private`; a generic type also gets
+//! `T: 'static` and the field bounds described at `with_bounds`):
 //!
 //! ```text
 //! #[automatically_derived]
@@ -23,11 +24,11 @@
 //!     fn classify(&self) -> ::core::option::Option<::recourse::__private::Outcome> {
 //!         match self {
 //!             Self::Throttled { retry_after: __recourse_backoff, .. } => ::core::option::Option::Some(
-//!                 __private::with_backoff(__private::Outcome::with_kind_and_reason(Retryable, "throttled"), __recourse_backoff),
+//!                 __private::with_backoff(__private::Outcome::with_kind_and_reason(Retryable, "throttled"), &*__recourse_backoff),
 //!             ),
-//!             Self::Io { 0: __recourse_field, .. } => ::recourse::Classify::classify(__recourse_field),
+//!             Self::Io { 0: __recourse_field, .. } => ::recourse::Classify::classify(&*__recourse_field),
 //!             Self::Recourse { 0: __recourse_field, .. } => ::core::option::Option::Some(
-//!                 __private::recourse_error_outcome(__recourse_field),
+//!                 __private::recourse_error_outcome(&*__recourse_field),
 //!             ),
 //!             Self::NotFound => ::core::option::Option::Some(
 //!                 __private::Outcome::with_kind_and_reason(NonRetryable, "not_found"),
@@ -42,8 +43,7 @@
 //! ```
 
 use proc_macro2::{Punct, Spacing, Span, TokenStream, TokenTree};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
-use syn::spanned::Spanned as _;
+use quote::{ToTokens, format_ident, quote};
 
 use crate::runtime_path::RuntimePath;
 
@@ -113,8 +113,7 @@ fn arm_tokens(arm: &Arm<'_>, root: &RuntimePath, private: &TokenStream) -> Token
         }
         Action::Transparent(field) => {
             let (pattern, argument) = bind(&path, field, "__recourse_field");
-            let call = quote_spanned!(field.ty.span()=> #root::Classify::classify);
-            quote!(#pattern => #call(#argument),)
+            quote!(#pattern => #root::Classify::classify(#argument),)
         }
         Action::RecourseError(field) => {
             let (pattern, argument) = bind(&path, field, "__recourse_field");

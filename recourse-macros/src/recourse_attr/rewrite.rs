@@ -28,7 +28,7 @@
 //! ```
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 
@@ -40,7 +40,11 @@ use crate::key::split;
 pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> TokenStream {
     let private = args.runtime.private();
     let key = args.policy.value();
-    let site = site_static(&private, &key, Some(&checked.spec), args.classifier.as_ref());
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => Span::call_site(),
+    };
+    let site = site_static(&private, &key, Some(&checked.spec), args.classifier.as_ref(), ret_span);
     let tracking = tracking(&checked.catalog.path);
 
     let ret_ty = match &func.sig.output {
@@ -48,11 +52,19 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
         syn::ReturnType::Default => unreachable!("checked in validate"),
     };
     let mut anchor_ty = ret_ty.clone();
-    ImplTraitEraser.visit_type_mut(&mut anchor_ty);
-    let check = quote_spanned!(ret_ty.span()=> #private::check_result::<#anchor_ty>(););
+    ImplTraitEraser { with_unit: false }.visit_type_mut(&mut anchor_ty);
+    // Generated tokens get the return type's span on purpose: when the
+    // error type lacks `Classify` or `From<recourse::Error>`, every error
+    // (the check's and the executor call's) points at the return type.
+    // The check only looks at the error type, so `impl Trait` (which a
+    // standalone call could not infer) becomes `()`.
+    let mut check_ty = ret_ty.clone();
+    ImplTraitEraser { with_unit: true }.visit_type_mut(&mut check_ty);
+    let check = respan(quote!(#private::check_result::<#check_ty>();), ret_span);
 
     let rebind = rebind_params(&mut func.sig, &private);
-    let executor = args.executor.as_ref().map_or_else(|| quote!(#private::global()), ToTokens::to_token_stream);
+    let executor =
+        args.executor.as_ref().map_or_else(|| respan(quote!(#private::global()), ret_span), ToTokens::to_token_stream);
 
     // Inner attributes (`#![allow(...)]`) stay with the user's statements.
     let (inner_attrs, outer_attrs): (Vec<_>, Vec<_>) =
@@ -68,35 +80,45 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
         #user_block
     };
 
-    let site_ident = format_ident!("__RECOURSE_SITE", span = Span::mixed_site());
+    let site_ident = format_ident!("__RECOURSE_SITE", span = ret_span);
+    let call_method = syn::Ident::new("call", ret_span);
+    let begin_method = syn::Ident::new("begin", ret_span);
+    let settle_method = syn::Ident::new("settle", ret_span);
+    let from = respan(quote!(::core::convert::From::from), ret_span);
     let body = match checked.mode {
-        Mode::Concurrent => quote! {
-            #site_ident.call(#executor, move || {
-                #(#rebind)*
-                async move { #attempt_body }
-            }).await
-        },
+        Mode::Concurrent => {
+            let args = quote! {
+                #executor, move || {
+                    #(#rebind)*
+                    async move { #attempt_body }
+                }
+            };
+            let mut args = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, args);
+            args.set_span(ret_span);
+            let await_ = respan(quote!(.await), ret_span);
+            quote! { #site_ident.#call_method #args #await_ }
+        }
         Mode::Sequential => {
             let call = format_ident!("__recourse_call", span = Span::mixed_site());
             let plan = format_ident!("__recourse_plan", span = Span::mixed_site());
             let result = format_ident!("__recourse_result", span = Span::mixed_site());
             let error = format_ident!("__recourse_error", span = Span::mixed_site());
             quote! {
-                let mut #call = match #site_ident.begin(#executor) {
+                let mut #call = match #site_ident.#begin_method(#executor) {
                     ::core::result::Result::Ok(call) => call,
                     ::core::result::Result::Err(#error) => {
-                        return ::core::result::Result::Err(::core::convert::From::from(#error));
+                        return ::core::result::Result::Err(#from(#error));
                     }
                 };
                 loop {
                     let #plan = #call.plan();
                     #(#rebind)*
                     let #result = #plan.run(async { #attempt_body }).await;
-                    match #call.settle(#plan, #result) {
+                    match #call.#settle_method(#plan, #result) {
                         #private::Step::Done(done) => return done,
                         #private::Step::Sleep(duration) => {
                             if let ::core::result::Result::Err(#error) = #call.sleep(duration).await {
-                                return ::core::result::Result::Err(::core::convert::From::from(#error));
+                                return ::core::result::Result::Err(#from(#error));
                             }
                         }
                     }
@@ -118,15 +140,33 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
     }
 }
 
+/// Gives every token `span` (used only to place errors on user code).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut new = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                new.set_span(span);
+                tree = proc_macro2::TokenTree::Group(new);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
+}
+
 /// `static __RECOURSE_SITE: CallSite = ...;` for a checked key.
 pub(crate) fn site_static(
     private: &TokenStream,
     key: &str,
     spec: Option<&PolicySpec>,
     classifier: Option<&syn::LitStr>,
+    span: Span,
 ) -> TokenStream {
     let (namespace, name) = split(key);
-    let site = format_ident!("__RECOURSE_SITE", span = Span::mixed_site());
+    let site = format_ident!("__RECOURSE_SITE", span = span);
     let spec = spec.map_or_else(
         || quote!(#private::Option::None),
         |spec| {
@@ -279,7 +319,8 @@ fn rebind_params(sig: &mut syn::Signature, private: &TokenStream) -> Vec<TokenSt
         } else {
             // The clone is spanned on the parameter's type, so a missing
             // `Clone` is reported there, not inside generated code.
-            let clone = quote_spanned!(ty.span()=> #private::attempt_arg::<#ty>(&#source));
+            let function = respan(quote!(#private::attempt_arg), ty.span());
+            let clone = quote!(#function(&#source));
             rebind.push(quote!(#(#cfgs)* let #pattern = #clone;));
         }
     }
@@ -287,13 +328,25 @@ fn rebind_params(sig: &mut syn::Signature, private: &TokenStream) -> Vec<TokenSt
 }
 
 /// Replaces `impl Trait` with `_` so the return type can be written in the
-/// inference anchor (tracing #1227, async-trait #281).
-struct ImplTraitEraser;
+/// inference anchor (tracing #1227, async-trait #281), or with `()` for the
+/// return-type check.
+struct ImplTraitEraser {
+    /// `()` instead of `_`.
+    with_unit: bool,
+}
 
 impl VisitMut for ImplTraitEraser {
     fn visit_type_mut(&mut self, ty: &mut syn::Type) {
         if let syn::Type::ImplTrait(impl_trait) = ty {
-            *ty = syn::Type::Infer(syn::TypeInfer { underscore_token: syn::Token![_](impl_trait.span()) });
+            let span = impl_trait.span();
+            *ty = if self.with_unit {
+                syn::Type::Tuple(syn::TypeTuple {
+                    paren_token: syn::token::Paren(span),
+                    elems: syn::punctuated::Punctuated::new(),
+                })
+            } else {
+                syn::Type::Infer(syn::TypeInfer { underscore_token: syn::Token![_](span) })
+            };
         } else {
             syn::visit_mut::visit_type_mut(self, ty);
         }

@@ -1,8 +1,6 @@
 //! Shape checks on the annotated function and its catalog entry, each a
 //! spanned error.
 
-use syn::spanned::Spanned;
-
 use super::args::Args;
 use crate::catalog::{self, Catalog, LoadError, PolicySpec};
 use crate::key::{key_problem, suggest};
@@ -35,11 +33,20 @@ pub(crate) fn check(func: &syn::ItemFn, args: &Args) -> syn::Result<Checked> {
     if let Some(variadic) = &sig.variadic {
         return Err(syn::Error::new_spanned(variadic, "`#[recourse]` does not support variadic functions"));
     }
-    if let syn::ReturnType::Default = sig.output {
-        return Err(syn::Error::new_spanned(
-            &sig.ident,
-            "`#[recourse]` functions must return `Result<T, E>`: the error decides whether to retry",
-        ));
+    match &sig.output {
+        syn::ReturnType::Default => {
+            return Err(syn::Error::new_spanned(
+                &sig.ident,
+                "`#[recourse]` functions must return `Result<T, E>`: the error decides whether to retry",
+            ));
+        }
+        syn::ReturnType::Type(_, ty) if certainly_not_result(ty) => {
+            return Err(syn::Error::new_spanned(
+                ty,
+                "`#[recourse]` functions must return `Result<T, E>`: the error decides whether to retry",
+            ));
+        }
+        syn::ReturnType::Type(..) => {}
     }
     let mut mode = Mode::Concurrent;
     for input in &sig.inputs {
@@ -96,7 +103,6 @@ pub(crate) fn check(func: &syn::ItemFn, args: &Args) -> syn::Result<Checked> {
             ),
         ));
     }
-    let _ = func.span();
     Ok(Checked { catalog, spec, mode })
 }
 
@@ -129,10 +135,14 @@ pub(crate) fn load_catalog(lit: &syn::LitStr, key: &str) -> syn::Result<std::syn
 pub(crate) fn entry(catalog: &Catalog, lit: &syn::LitStr, key: &str) -> syn::Result<PolicySpec> {
     match catalog.policies.get(key) {
         Some(entry) if entry.errors.is_empty() => Ok(entry.spec.clone()),
-        Some(entry) => Err(syn::Error::new_spanned(
-            lit,
-            format!("invalid policy \"{key}\" in {}:\n{}", catalog.shown, entry.errors.join("\n")),
-        )),
+        Some(entry) => {
+            let mut errors = entry.errors.clone();
+            errors.sort_by_key(|e| line_of(e));
+            Err(syn::Error::new_spanned(
+                lit,
+                format!("invalid policy \"{key}\" in {}:\n{}", catalog.shown, errors.join("\n")),
+            ))
+        }
         None => {
             let hint = match suggest(key, catalog.policies.keys().map(String::as_str)) {
                 Some(s) => format!("; did you mean \"{s}\"?"),
@@ -141,4 +151,27 @@ pub(crate) fn entry(catalog: &Catalog, lit: &syn::LitStr, key: &str) -> syn::Res
             Err(syn::Error::new_spanned(lit, format!("unknown policy \"{key}\"{hint}")))
         }
     }
+}
+
+/// Return types that can never be a `Result` (aliases of `Result` are
+/// left to the type checker, which reports them at the return type).
+fn certainly_not_result(ty: &syn::Type) -> bool {
+    const NOT_RESULT: &[&str] = &[
+        "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "String", "Vec", "Option", "Box", "Arc", "Rc", "HashMap", "BTreeMap",
+    ];
+    match ty {
+        syn::Type::Path(path) => {
+            path.qself.is_none()
+                && path.path.segments.last().is_some_and(|s| NOT_RESULT.contains(&s.ident.to_string().as_str()))
+        }
+        syn::Type::Group(group) => certainly_not_result(&group.elem),
+        syn::Type::Paren(paren) => certainly_not_result(&paren.elem),
+        _ => true,
+    }
+}
+
+/// The line number in a `file:line: message` string (for ordering).
+fn line_of(message: &str) -> usize {
+    message.split(':').nth(1).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }

@@ -78,8 +78,9 @@ pub trait Classify {
 pub trait ErrorView: Any {
     /// The error's own [`Classify`] outcome.
     fn own_outcome(&self) -> Option<Outcome>;
-    /// The error as a `std::error::Error`, if it is one.
-    fn as_error(&self) -> Option<&(dyn StdError + 'static)>;
+    /// The error as a `std::error::Error`, if it is one. (Named apart from
+    /// [`Classify::as_error`] so both traits can be in scope.)
+    fn std_error(&self) -> Option<&(dyn StdError + 'static)>;
     /// The error as `Any`, for downcasting to its concrete type.
     fn as_any(&self) -> &dyn Any;
     /// The concrete type's name (for `classifier_type_mismatch`).
@@ -91,7 +92,7 @@ impl<E: Classify + 'static> ErrorView for E {
         Classify::classify(self)
     }
 
-    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+    fn std_error(&self) -> Option<&(dyn StdError + 'static)> {
         Classify::as_error(self)
     }
 
@@ -119,7 +120,7 @@ impl dyn ErrorView + '_ {
     /// The error and its sources, outermost first (empty when the error is
     /// not a `std::error::Error`).
     pub fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
-        std::iter::successors(ErrorView::as_error(self), |e: &&(dyn StdError + 'static)| (*e).source())
+        std::iter::successors(self.std_error(), |e: &&(dyn StdError + 'static)| (*e).source())
     }
 }
 

@@ -4,7 +4,9 @@
 #![deny(unused_qualifications, unused_results, trivial_casts, rust_2018_idioms, unused_lifetimes)]
 #![deny(single_use_lifetimes, elided_lifetimes_in_paths, unnameable_types)]
 
-use recourse::Classifier;
+use recourse::{Classifier, Classify, Outcome, OutcomeKind};
+// `Classify`, `Outcome` and `OutcomeKind` in scope: the expansion's absolute
+// paths must not trip `unused_qualifications`.
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, Classifier)]
@@ -42,9 +44,9 @@ pub enum Borrowed<'a> {
 }
 
 fn main() {
-    use recourse::Classify as _;
     let error: ApiError<std::io::Error> = ApiError::Reset;
     assert!(error.classify().is_some());
-    assert!(Stop.classify().is_some());
+    let stop: Option<Outcome> = Stop.classify();
+    assert_eq!(stop.map(|outcome| outcome.kind), Some(OutcomeKind::Abort));
     assert!(Borrowed::Text("x").classify().is_some());
 }

@@ -1,0 +1,8 @@
+use recourse::recourse;
+
+#[recourse(policy = "users.Get")]
+fn get_user(id: u64) -> Result<u64, std::io::Error> {
+    Ok(id)
+}
+
+fn main() {}
