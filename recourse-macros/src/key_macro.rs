@@ -24,7 +24,7 @@ fn try_expand(input: TokenStream) -> syn::Result<TokenStream> {
     let catalog = validate::load_catalog(&lit, &key)?;
     let spec = validate::entry(&catalog, &lit, &key)?;
     let private = RuntimePath::default_path().private();
-    let site = rewrite::site_static(&private, &key, Some(&spec), None, proc_macro2::Span::call_site());
+    let site = rewrite::site_static(&private, &key, Some((&spec, &*catalog)), None, proc_macro2::Span::call_site());
     let tracking = rewrite::tracking(&catalog.path);
     Ok(quote! {{
         #site

@@ -40,12 +40,14 @@
 //!
 //! * [`policy`]: keys, the policy schema, defaults and normalization.
 //! * [`classify`]: what an error means (retryable, non-retryable, abort).
+//! * [`budget`]: backpressure that gates every attempt.
 //! * [`provider`]: where policies come from.
 //! * [`executor`]: the engine that runs attempts.
-//! * [`observe`]: timelines of calls and the attempt in progress.
+//! * [`observe`]: observers, timelines of calls and the attempt in progress.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod budget;
 pub mod classify;
 mod error;
 pub mod executor;

@@ -12,7 +12,7 @@ pub use crate::classify::{Classify, Outcome, OutcomeKind};
 pub use crate::Error;
 pub use crate::executor::call::{Call, Plan, Step};
 pub use crate::executor::site::CheckedKey;
-pub use crate::executor::site::{CallSite, CatalogSpec, CircuitSpec, HedgeSpec};
+pub use crate::executor::site::{BudgetDecl, CallSite, CatalogSpec, CircuitSpec, HedgeSpec};
 pub use crate::executor::{Executor, global};
 pub use crate::policy::{Jitter, PolicyKey};
 

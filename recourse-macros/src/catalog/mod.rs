@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-pub(crate) use parse::{BudgetRefSpec, PolicySpec};
+pub(crate) use parse::{BudgetDeclSpec, BudgetRefSpec, PolicySpec};
 
 /// Built-in classifier names every executor registers.
 pub(crate) const BUILTIN_CLASSIFIERS: &[&str] = &["always", "never", "auto"];
@@ -33,6 +33,8 @@ pub(crate) struct Catalog {
     pub(crate) shown: String,
     pub(crate) policies: BTreeMap<String, PolicyEntry>,
     pub(crate) classifiers: Vec<String>,
+    /// `[budgets.<name>]` declarations.
+    pub(crate) budgets: BTreeMap<String, BudgetDeclSpec>,
     /// Problems that concern the whole file (syntax, unknown tables,
     /// malformed budgets); reported by every call site.
     pub(crate) errors: Vec<String>,

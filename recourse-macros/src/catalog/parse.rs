@@ -21,6 +21,13 @@ pub(crate) struct BudgetRefSpec {
     pub(crate) cost: u32,
 }
 
+/// A `[budgets.<name>]` declaration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BudgetDeclSpec {
+    Unlimited,
+    TokenBucket { capacity: u32, refill_per_sec: f64 },
+}
+
 /// A `.hedge` sub-table.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HedgeSpec {
@@ -118,6 +125,7 @@ pub(super) fn parse(text: &str, path: PathBuf, shown: &str) -> Catalog {
         shown: shown.to_owned(),
         policies: BTreeMap::new(),
         classifiers: Vec::new(),
+        budgets: BTreeMap::new(),
         errors: Vec::new(),
     };
     let root = match DeTable::parse(text) {
@@ -131,7 +139,7 @@ pub(super) fn parse(text: &str, path: PathBuf, shown: &str) -> Catalog {
     for (key, value) in root.get_ref() {
         match &**key.get_ref() {
             "policies" => parse_policies(&ctx, value, &mut catalog),
-            "budgets" => parse_budgets(&ctx, value, &mut catalog.errors),
+            "budgets" => parse_budgets(&ctx, value, &mut catalog.errors, &mut catalog.budgets),
             "classifiers" => parse_classifiers(&ctx, value, &mut catalog),
             _ => catalog.errors.push(unknown_field(
                 &ctx,
@@ -281,7 +289,12 @@ fn circuit(
     Ok(spec)
 }
 
-fn parse_budgets(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, errors: &mut Vec<String>) {
+fn parse_budgets(
+    ctx: &Ctx<'_>,
+    value: &Spanned<DeValue<'_>>,
+    errors: &mut Vec<String>,
+    budgets: &mut BTreeMap<String, BudgetDeclSpec>,
+) {
     let Some(table) = value.get_ref().as_table() else {
         errors.push(ctx.at(value, "`budgets` must be a table of `[budgets.name]` tables"));
         return;
@@ -301,6 +314,7 @@ fn parse_budgets(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, errors: &mut Vec<S
                 errors.push(ctx.at(name, format!("{path} needs `kind = \"token_bucket\"` or `kind = \"unlimited\"`")));
             }
             Some((_, Some("unlimited"))) => {
+                budgets.insert(name.get_ref().trim().to_owned(), BudgetDeclSpec::Unlimited);
                 for (key, _) in fields.iter().filter(|(k, _)| k.get_ref() != "kind") {
                     errors.push(unknown_field(
                         ctx,
@@ -311,19 +325,25 @@ fn parse_budgets(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, errors: &mut Vec<S
                 }
             }
             Some((_, Some("token_bucket"))) => {
+                let (mut capacity, mut refill_per_sec) = (0, 0.0);
                 for (key, value) in fields {
                     let field = format!("{path}.{}", key.get_ref());
                     let result = match &**key.get_ref() {
                         "kind" => Ok(()),
-                        "capacity" => integer(ctx, value, &field, 0, u32::MAX).map(drop),
-                        "refill_per_sec" => float(ctx, value, &field, 0.0, f64::MAX).map(drop),
+                        "capacity" => integer(ctx, value, &field, 0, u32::MAX).map(|v| capacity = v),
+                        "refill_per_sec" => float(ctx, value, &field, 0.0, f64::MAX).map(|v| refill_per_sec = v),
                         _ => Err(unknown_field(ctx, key, &path, &["kind", "capacity", "refill_per_sec"])),
                     };
                     if let Err(e) = result {
                         errors.push(e);
                     }
                 }
-                if !fields.contains_key("capacity") {
+                if fields.contains_key("capacity") {
+                    budgets.insert(
+                        name.get_ref().trim().to_owned(),
+                        BudgetDeclSpec::TokenBucket { capacity, refill_per_sec },
+                    );
+                } else {
                     errors.push(ctx.at(name, format!("{path} (a token bucket) needs `capacity`")));
                 }
             }

@@ -34,7 +34,7 @@ use syn::visit_mut::VisitMut;
 
 use super::args::Args;
 use super::validate::{Checked, Mode};
-use crate::catalog::{BudgetRefSpec, PolicySpec};
+use crate::catalog::{BudgetDeclSpec, BudgetRefSpec, Catalog, PolicySpec};
 use crate::key::split;
 
 pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> TokenStream {
@@ -44,7 +44,8 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
         syn::ReturnType::Type(_, ty) => ty.span(),
         syn::ReturnType::Default => Span::call_site(),
     };
-    let site = site_static(&private, &key, Some(&checked.spec), args.classifier.as_ref(), ret_span);
+    let site =
+        site_static(&private, &key, Some((&checked.spec, &*checked.catalog)), args.classifier.as_ref(), ret_span);
     let tracking = tracking(&checked.catalog.path);
 
     let ret_ty = match &func.sig.output {
@@ -84,7 +85,6 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
     let call_method = syn::Ident::new("call", ret_span);
     let begin_method = syn::Ident::new("begin", ret_span);
     let settle_method = syn::Ident::new("settle", ret_span);
-    let from = respan(quote!(::core::convert::From::from), ret_span);
     let body = match checked.mode {
         Mode::Concurrent => {
             let args = quote! {
@@ -106,19 +106,20 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
             quote! {
                 let mut #call = match #site_ident.#begin_method(#executor) {
                     ::core::result::Result::Ok(call) => call,
-                    ::core::result::Result::Err(#error) => {
-                        return ::core::result::Result::Err(#from(#error));
-                    }
+                    ::core::result::Result::Err(#error) => return ::core::result::Result::Err(#error),
                 };
                 loop {
-                    let #plan = #call.plan();
+                    let #plan = match #call.plan() {
+                        ::core::result::Result::Ok(plan) => plan,
+                        ::core::result::Result::Err(#error) => return ::core::result::Result::Err(#error),
+                    };
                     #(#rebind)*
                     let #result = #plan.run(async { #attempt_body }).await;
                     match #call.#settle_method(#plan, #result) {
                         #private::Step::Done(done) => return done,
                         #private::Step::Sleep(duration) => {
                             if let ::core::result::Result::Err(#error) = #call.sleep(duration).await {
-                                return ::core::result::Result::Err(#from(#error));
+                                return ::core::result::Result::Err(#error);
                             }
                         }
                     }
@@ -161,7 +162,7 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 pub(crate) fn site_static(
     private: &TokenStream,
     key: &str,
-    spec: Option<&PolicySpec>,
+    spec: Option<(&PolicySpec, &Catalog)>,
     classifier: Option<&syn::LitStr>,
     span: Span,
 ) -> TokenStream {
@@ -169,8 +170,8 @@ pub(crate) fn site_static(
     let site = format_ident!("__RECOURSE_SITE", span = span);
     let spec = spec.map_or_else(
         || quote!(#private::Option::None),
-        |spec| {
-            let spec = catalog_spec(private, spec);
+        |(spec, catalog)| {
+            let spec = catalog_spec(private, spec, catalog);
             quote!(#private::Option::Some(#spec))
         },
     );
@@ -220,7 +221,7 @@ fn budget(private: &TokenStream, budget: Option<&BudgetRefSpec>) -> TokenStream 
     )
 }
 
-fn catalog_spec(private: &TokenStream, spec: &PolicySpec) -> TokenStream {
+fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &Catalog) -> TokenStream {
     let id = some(private, spec.id.as_deref());
     let max_attempts = some(private, spec.max_attempts);
     let initial = duration(private, spec.initial_backoff);
@@ -262,8 +263,23 @@ fn catalog_spec(private: &TokenStream, spec: &PolicySpec) -> TokenStream {
             quote!(#private::CircuitSpec { enabled: #enabled, threshold: #threshold, cooldown: #cooldown })
         }),
     );
+    let referenced = [spec.budget.as_ref(), spec.hedge.as_ref().and_then(|h| h.budget.as_ref())];
+    let mut names: Vec<&str> = referenced.into_iter().flatten().map(|b| b.name.as_str()).collect();
+    names.dedup();
+    let decls = names.into_iter().filter_map(|name| {
+        let decl = match catalog.budgets.get(name)? {
+            BudgetDeclSpec::Unlimited => quote!(#private::BudgetDecl::Unlimited),
+            BudgetDeclSpec::TokenBucket { capacity, refill_per_sec } => {
+                let capacity = u64::from(*capacity);
+                let refill = proc_macro2::Literal::f64_suffixed(*refill_per_sec);
+                quote!(#private::BudgetDecl::TokenBucket { capacity: #capacity, refill_per_sec: #refill })
+            }
+        };
+        Some(quote!((#name, #decl)))
+    });
     quote! {
         #private::CatalogSpec {
+            budgets: &[#(#decls),*],
             id: #id,
             max_attempts: #max_attempts,
             initial_backoff: #initial,

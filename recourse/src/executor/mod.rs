@@ -14,7 +14,9 @@ mod time;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use crate::budget::{self, Budget};
 use crate::classify::{Auto, Classifier, Registry};
+use crate::observe::{Multi, Noop, Observer};
 use crate::policy::{Policy, PolicyKey};
 use crate::provider::{PolicyProvider, StaticProvider};
 
@@ -94,6 +96,10 @@ pub struct Executor {
 }
 
 pub(crate) struct Inner {
+    pub(crate) budgets: Arc<budget::Registry>,
+    /// `None` when no observer (or only `Noop`) is installed: the engine
+    /// then records nothing.
+    pub(crate) observer: Option<Arc<dyn Observer>>,
     /// Process-unique, so a call site's cache knows which executor filled it.
     pub(crate) id: u64,
     pub(crate) provider: Arc<dyn PolicyProvider>,
@@ -126,6 +132,16 @@ impl Executor {
     /// The classifier registry.
     pub fn classifiers(&self) -> &Arc<Registry> {
         &self.inner.classifiers
+    }
+
+    /// The budget registry.
+    pub fn budgets(&self) -> &Arc<budget::Registry> {
+        &self.inner.budgets
+    }
+
+    /// Whether an observer (other than [`Noop`]) is installed.
+    pub fn has_observer(&self) -> bool {
+        self.inner.observer.is_some()
     }
 
     /// What happens when the provider fails.
@@ -182,7 +198,7 @@ impl fmt::Debug for Executor {
 ///
 /// Defaults: no provider (every key gets its call site's catalog policy or
 /// the default policy), the built-in classifiers with `auto` as the
-/// default, missing policy → deny, missing classifier → fallback, missing
+/// default, a budget registry holding `unlimited`, no observer, missing policy → deny, missing classifier → fallback, missing
 /// budget → deny, missing trigger → fallback, no panic recovery, tokio
 /// time.
 #[must_use = "a builder does nothing until `build` is called"]
@@ -191,6 +207,9 @@ pub struct ExecutorBuilder {
     policies: StaticProvider,
     classifiers: Option<Arc<Registry>>,
     extra_classifiers: Vec<(String, Arc<dyn Classifier>)>,
+    budgets: Option<Arc<budget::Registry>>,
+    extra_budgets: Vec<(String, Arc<dyn Budget>)>,
+    observers: Multi,
     default_classifier: Arc<dyn Classifier>,
     missing_policy: FailureMode,
     missing_classifier: FailureMode,
@@ -208,6 +227,9 @@ impl Default for ExecutorBuilder {
             policies: StaticProvider::new(),
             classifiers: None,
             extra_classifiers: Vec::new(),
+            budgets: None,
+            extra_budgets: Vec::new(),
+            observers: Multi::new(),
             default_classifier: Arc::new(Auto),
             missing_policy: FailureMode::Deny,
             missing_classifier: FailureMode::Fallback,
@@ -245,6 +267,29 @@ impl ExecutorBuilder {
     /// [`classifiers`](Self::classifiers), or a fresh one with the built-ins).
     pub fn classifier(mut self, name: &str, classifier: impl Classifier) -> Self {
         self.extra_classifiers.push((name.to_owned(), Arc::new(classifier)));
+        self
+    }
+
+    /// Uses exactly this budget registry (shared, so budgets can be
+    /// registered after the executor is built).
+    pub fn budgets(mut self, registry: Arc<budget::Registry>) -> Self {
+        self.budgets = Some(registry);
+        self
+    }
+
+    /// Registers a budget under `name` (into the registry given to
+    /// [`budgets`](Self::budgets), or a fresh one holding `unlimited`).
+    pub fn budget(mut self, name: &str, budget: impl Budget) -> Self {
+        self.extra_budgets.push((name.to_owned(), Arc::new(budget)));
+        self
+    }
+
+    /// Adds an observer; several observers hear every event in the order
+    /// they were added. [`Noop`] is ignored.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        if std::any::Any::type_id(&observer) != std::any::TypeId::of::<Noop>() {
+            self.observers.push(Arc::new(observer));
+        }
         self
     }
 
@@ -313,6 +358,14 @@ impl ExecutorBuilder {
         for (name, classifier) in self.extra_classifiers {
             classifiers.register_arc(&name, classifier);
         }
+        let budgets = self.budgets.unwrap_or_else(|| Arc::new(budget::Registry::with_builtins()));
+        for (name, budget) in self.extra_budgets {
+            let _ = budgets.try_register(&name, budget);
+        }
+        let observer: Option<Arc<dyn Observer>> = match self.observers.len() {
+            0 => None,
+            _ => Some(Arc::new(self.observers)),
+        };
         let provider: Arc<dyn PolicyProvider> = match (self.provider, self.policies.is_empty()) {
             (None, _) => Arc::new(self.policies),
             (Some(provider), true) => provider,
@@ -323,6 +376,8 @@ impl ExecutorBuilder {
         Executor {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                budgets,
+                observer,
                 provider,
                 classifiers,
                 default_classifier: self.default_classifier,

@@ -9,6 +9,7 @@ use arc_swap::ArcSwapOption;
 
 use super::Executor;
 use super::call::{Call, Res, Resolved, Site, drive};
+use crate::budget::{Budget, TokenBucket, Unlimited};
 use crate::classify::Classify;
 use crate::error::Error;
 use crate::policy::{BudgetRef, Jitter, Policy, PolicyKey, PolicySource};
@@ -31,6 +32,26 @@ pub struct CatalogSpec {
     pub budget: Option<(&'static str, u32)>,
     pub hedge: Option<HedgeSpec>,
     pub circuit: Option<CircuitSpec>,
+    /// `[budgets.<name>]` declarations for the budgets this policy names,
+    /// created on first use unless registered in code.
+    pub budgets: &'static [(&'static str, BudgetDecl)],
+}
+
+/// A `[budgets.<name>]` declaration from the catalog.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum BudgetDecl {
+    Unlimited,
+    TokenBucket { capacity: u64, refill_per_sec: f64 },
+}
+
+impl BudgetDecl {
+    pub(crate) fn build(&self) -> Arc<dyn Budget> {
+        match *self {
+            Self::Unlimited => Arc::new(Unlimited),
+            Self::TokenBucket { capacity, refill_per_sec } => Arc::new(TokenBucket::new(capacity, refill_per_sec)),
+        }
+    }
 }
 
 /// A catalog policy's `.hedge` table (its presence enables hedging).
@@ -69,6 +90,7 @@ impl CatalogSpec {
         budget: None,
         hedge: None,
         circuit: None,
+        budgets: &[],
     };
 
     /// The policy this spec describes for `key`, normalized, source
@@ -164,8 +186,9 @@ impl CallSite {
         {
             return Ok(Res::Shared(Arc::clone(&cached.resolved)));
         }
+        let budgets = self.catalog.as_ref().map_or(&[][..], |spec| spec.budgets);
         let resolved =
-            inner.resolve(&self.key, Site { catalog: self.catalog_policy(), classifier: self.classifier })?;
+            inner.resolve(&self.key, Site { catalog: self.catalog_policy(), classifier: self.classifier, budgets })?;
         if !resolved.cacheable() {
             return Ok(Res::Owned(resolved));
         }
@@ -175,7 +198,10 @@ impl CallSite {
     }
 
     /// Starts a call for the sequential (`&mut`) form.
-    pub fn begin<'x>(&'x self, executor: &'x Executor) -> Result<Call<'x>, Error> {
+    pub fn begin<'x, E>(&'x self, executor: &'x Executor) -> Result<Call<'x, E>, E>
+    where
+        E: Classify + From<Error> + 'static,
+    {
         Call::begin(&executor.inner, &self.key, self.resolve(executor))
     }
 
@@ -188,7 +214,7 @@ impl CallSite {
     {
         match self.begin(executor) {
             Ok(call) => drive(call, op).await,
-            Err(error) => Err(E::from(error)),
+            Err(error) => Err(error),
         }
     }
 }

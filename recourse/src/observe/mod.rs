@@ -1,9 +1,11 @@
-//! Observability: per-call timelines, timeline capture and the attempt in
-//! progress.
+//! Observability: observers, per-call timelines, timeline capture and the
+//! attempt in progress.
 
+mod observer;
 mod scope;
 mod timeline;
 
+pub use observer::{Multi, Noop, Observer};
 pub use scope::{Attempt, attempt, capture};
 pub(crate) use scope::{capture_requested, enter_attempt, publish, scoped};
 pub use timeline::{AttemptRecord, FinalError, Timeline};
