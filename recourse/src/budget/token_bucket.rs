@@ -12,6 +12,9 @@ use crate::policy::{BudgetRef, PolicyKey};
 /// microsecond).
 const SCALE: u64 = 1 << 20;
 
+/// The shortest interval between two refills.
+const MIN_REFILL_NANOS: u64 = 1_000;
+
 /// `capacity` tokens, refilled continuously at `refill_per_sec`; each
 /// attempt takes its budget reference's `cost` (at least 1).
 ///
@@ -89,7 +92,10 @@ impl TokenBucket {
         }
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let last = self.last.load(Ordering::Acquire);
-        if now <= last {
+        // Refill at most once per microsecond: the credit accumulates in
+        // `now - last` meanwhile, so nothing is lost, and contended callers
+        // rarely race on `last`.
+        if now < last.saturating_add(MIN_REFILL_NANOS) {
             return;
         }
         let units = ((now - last) as f64 * self.units_per_nano).min((self.capacity * SCALE) as f64) as u64;

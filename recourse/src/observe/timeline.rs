@@ -159,9 +159,11 @@ impl fmt::Display for Timeline {
         for r in &self.attempts {
             let from = r.start.saturating_duration_since(self.start).as_nanos();
             let to = r.end.saturating_duration_since(self.start).as_nanos();
-            let a = usize::try_from(from * BAR_WIDTH / total).unwrap_or(0);
-            let b = usize::try_from((to * BAR_WIDTH).div_ceil(total)).unwrap_or(0).max(a + 1);
             let width = usize::try_from(BAR_WIDTH).unwrap_or(40);
+            // Every attempt gets at least one cell, even an instant one at
+            // the very end of the call.
+            let a = usize::try_from(from * BAR_WIDTH / total).unwrap_or(0).min(width - 1);
+            let b = usize::try_from((to * BAR_WIDTH).div_ceil(total)).unwrap_or(0).clamp(a + 1, width);
             let bar: String = (0..width).map(|i| if (a..b).contains(&i) { '█' } else { ' ' }).collect();
             let label =
                 if r.is_hedge { format!("#{} h{}", r.attempt, r.hedge_index) } else { format!("#{}", r.attempt) };

@@ -273,3 +273,190 @@ pub(crate) fn chain<'a>(error: &'a (dyn StdError + 'static)) -> impl Iterator<It
 pub(crate) fn find_in_chain<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     chain(error).find_map(|e| e.downcast_ref::<T>())
 }
+
+/// A budget that counts its consultations and the releases of the attempts
+/// it allowed; `deny` decides (from the attempt index) which attempts it
+/// refuses. Every allowed decision carries a counting release.
+#[derive(Clone)]
+pub(crate) struct CountingBudget {
+    pub(crate) consulted: Counter,
+    pub(crate) allowed: Counter,
+    pub(crate) released: Counter,
+    deny: Arc<dyn Fn(u32) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for CountingBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingBudget")
+            .field("consulted", &self.consulted.get())
+            .field("allowed", &self.allowed.get())
+            .field("released", &self.released.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CountingBudget {
+    /// Allows every attempt.
+    pub(crate) fn new() -> Self {
+        Self::denying(|_| false)
+    }
+
+    /// Denies the attempts for which `deny(attempt_index)` is true.
+    pub(crate) fn denying(deny: impl Fn(u32) -> bool + Send + Sync + 'static) -> Self {
+        Self { consulted: Counter::new(), allowed: Counter::new(), released: Counter::new(), deny: Arc::new(deny) }
+    }
+}
+
+impl recourse::budget::Budget for CountingBudget {
+    fn allow_attempt(
+        &self,
+        _key: &PolicyKey,
+        attempt: u32,
+        _kind: recourse::budget::AttemptKind,
+        _budget: &recourse::policy::BudgetRef,
+    ) -> recourse::budget::Decision {
+        self.consulted.hit();
+        if (self.deny)(attempt) {
+            return recourse::budget::Decision::deny();
+        }
+        self.allowed.hit();
+        let released = self.released.clone();
+        recourse::budget::Decision::allow_with_release(move || {
+            released.hit();
+        })
+    }
+}
+
+/// An observer that writes every event, in order, as a short line, and
+/// keeps the payloads: `start` / `start(none)`,
+/// `budget(<attempt>,<kind>,allowed|denied)`, `attempt(<attempt>)` /
+/// `attempt(<attempt>,denied)`, `hedge_spawn(<attempt>,h<index>)`,
+/// `hedge_cancel(<attempt>,h<index>,<reason>)`, `success(<records>)`,
+/// `failure(<records>)`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecordingObserver {
+    log: Arc<Mutex<Vec<String>>>,
+    starts: Arc<Mutex<Vec<Option<Policy>>>>,
+    records: Arc<Mutex<Vec<recourse::AttemptRecord>>>,
+    /// `recourse::attempt()` as seen inside each `on_attempt`.
+    scopes: Arc<Mutex<Vec<Option<recourse::Attempt>>>>,
+    budgets: Arc<Mutex<Vec<recourse::budget::BudgetDecisionEvent>>>,
+    /// `(succeeded, timeline)` for each `on_success` / `on_failure`.
+    ends: Arc<Mutex<Vec<(bool, recourse::Timeline)>>>,
+    keys: Arc<Mutex<Vec<PolicyKey>>>,
+}
+
+fn locked<T: Clone>(m: &Mutex<Vec<T>>) -> Vec<T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+fn push<T>(m: &Mutex<Vec<T>>, value: T) {
+    m.lock().unwrap_or_else(PoisonError::into_inner).push(value);
+}
+
+impl RecordingObserver {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event so far, as lines.
+    pub(crate) fn log(&self) -> Vec<String> {
+        locked(&self.log)
+    }
+
+    /// How many logged events start with `prefix`.
+    pub(crate) fn count(&self, prefix: &str) -> usize {
+        self.log().iter().filter(|e| e.starts_with(prefix)).count()
+    }
+
+    pub(crate) fn starts(&self) -> Vec<Option<Policy>> {
+        locked(&self.starts)
+    }
+
+    pub(crate) fn records(&self) -> Vec<recourse::AttemptRecord> {
+        locked(&self.records)
+    }
+
+    pub(crate) fn scopes(&self) -> Vec<Option<recourse::Attempt>> {
+        locked(&self.scopes)
+    }
+
+    pub(crate) fn budget_events(&self) -> Vec<recourse::budget::BudgetDecisionEvent> {
+        locked(&self.budgets)
+    }
+
+    pub(crate) fn ends(&self) -> Vec<(bool, recourse::Timeline)> {
+        locked(&self.ends)
+    }
+
+    /// The key passed to every keyed callback, in order.
+    pub(crate) fn keys(&self) -> Vec<PolicyKey> {
+        locked(&self.keys)
+    }
+}
+
+impl recourse::observe::Observer for RecordingObserver {
+    fn on_start(&self, key: &PolicyKey, policy: Option<&Policy>) {
+        push(&self.keys, key.clone());
+        push(&self.log, if policy.is_some() { "start".to_owned() } else { "start(none)".to_owned() });
+        push(&self.starts, policy.cloned());
+    }
+
+    fn on_attempt(&self, key: &PolicyKey, record: &recourse::AttemptRecord) {
+        push(&self.keys, key.clone());
+        let line = if record.budget_allowed {
+            format!("attempt({})", record.attempt)
+        } else {
+            format!("attempt({},denied)", record.attempt)
+        };
+        push(&self.log, line);
+        push(&self.records, record.clone());
+        push(&self.scopes, recourse::attempt());
+    }
+
+    fn on_hedge_spawn(&self, key: &PolicyKey, record: &recourse::AttemptRecord) {
+        push(&self.keys, key.clone());
+        push(&self.log, format!("hedge_spawn({},h{})", record.attempt, record.hedge_index));
+    }
+
+    fn on_hedge_cancel(&self, key: &PolicyKey, record: &recourse::AttemptRecord, reason: &str) {
+        push(&self.keys, key.clone());
+        push(&self.log, format!("hedge_cancel({},h{},{reason})", record.attempt, record.hedge_index));
+    }
+
+    fn on_budget_decision(&self, event: &recourse::budget::BudgetDecisionEvent) {
+        let verdict = if event.allowed { "allowed" } else { "denied" };
+        push(&self.log, format!("budget({},{},{verdict})", event.attempt, event.kind));
+        push(&self.budgets, event.clone());
+    }
+
+    fn on_success(&self, key: &PolicyKey, timeline: &recourse::Timeline) {
+        push(&self.keys, key.clone());
+        push(&self.log, format!("success({})", timeline.attempts.len()));
+        push(&self.ends, (true, timeline.clone()));
+    }
+
+    fn on_failure(&self, key: &PolicyKey, timeline: &recourse::Timeline) {
+        push(&self.keys, key.clone());
+        push(&self.log, format!("failure({})", timeline.attempts.len()));
+        push(&self.ends, (false, timeline.clone()));
+    }
+}
+
+/// A future that returns `Pending` (waking itself) `n` times, then
+/// completes: an operation with `n` await points that need no timer.
+pub(crate) async fn yield_times(n: usize) {
+    for _ in 0..n {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A paused current-thread runtime with the timer enabled, for tests that
+/// drive futures by hand.
+pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime")
+}
