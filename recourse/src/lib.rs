@@ -41,6 +41,8 @@
 //! * [`policy`]: keys, the policy schema, defaults and normalization.
 //! * [`classify`]: what an error means (retryable, non-retryable, abort).
 //! * [`budget`]: backpressure that gates every attempt.
+//! * [`hedge`]: extra attempts racing a slow primary.
+//! * [`circuit`]: failing fast while a dependency is down.
 //! * [`provider`]: where policies come from.
 //! * [`executor`]: the engine that runs attempts.
 //! * [`observe`]: observers, timelines of calls and the attempt in progress.
@@ -48,9 +50,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod budget;
+pub mod circuit;
 pub mod classify;
 mod error;
 pub mod executor;
+pub mod hedge;
 pub mod observe;
 pub mod policy;
 pub mod provider;

@@ -45,6 +45,9 @@ pub(crate) struct CircuitSpec {
     pub(crate) enabled: bool,
     pub(crate) threshold: Option<u32>,
     pub(crate) cooldown: Option<u64>,
+    pub(crate) failure_ratio: Option<f64>,
+    pub(crate) window: Option<u64>,
+    pub(crate) min_throughput: Option<u32>,
 }
 
 /// One policy's settings; `None` keeps the runtime default. Durations are
@@ -87,7 +90,7 @@ const POLICY_FIELDS: &[&str] = &[
     "circuit",
 ];
 const HEDGE_FIELDS: &[&str] = &["enabled", "max_hedges", "delay", "trigger", "budget", "cancel_on_first_terminal"];
-const CIRCUIT_FIELDS: &[&str] = &["enabled", "threshold", "cooldown"];
+const CIRCUIT_FIELDS: &[&str] = &["enabled", "threshold", "cooldown", "failure_ratio", "window", "min_throughput"];
 const TOP_LEVEL: &[&str] = &["policies", "budgets", "classifiers"];
 
 /// Reads `[package.metadata.recourse] catalog` from a Cargo manifest.
@@ -279,6 +282,9 @@ fn circuit(
         let result = match &**key.get_ref() {
             "enabled" => boolean(ctx, value, &path).map(|v| spec.enabled = v),
             "threshold" => integer(ctx, value, &path, 1, u32::MAX).map(|v| spec.threshold = Some(v)),
+            "failure_ratio" => float(ctx, value, &path, f64::MIN_POSITIVE, 1.0).map(|v| spec.failure_ratio = Some(v)),
+            "window" => duration(ctx, value, &path, S, None).map(|v| spec.window = Some(v)),
+            "min_throughput" => integer(ctx, value, &path, 1, u32::MAX).map(|v| spec.min_throughput = Some(v)),
             "cooldown" => duration(ctx, value, &path, 100 * MS, None).map(|v| spec.cooldown = Some(v)),
             _ => Err(unknown_field(ctx, key, path.rsplit_once('.').map_or("", |p| p.0), CIRCUIT_FIELDS)),
         };

@@ -260,7 +260,13 @@ fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &Catalog) -> 
             let enabled = c.enabled;
             let threshold = some(private, c.threshold);
             let cooldown = duration(private, c.cooldown);
-            quote!(#private::CircuitSpec { enabled: #enabled, threshold: #threshold, cooldown: #cooldown })
+            let ratio = some(private, c.failure_ratio.map(proc_macro2::Literal::f64_suffixed));
+            let window = duration(private, c.window);
+            let min_throughput = some(private, c.min_throughput);
+            quote!(#private::CircuitSpec {
+                enabled: #enabled, threshold: #threshold, cooldown: #cooldown,
+                failure_ratio: #ratio, window: #window, min_throughput: #min_throughput,
+            })
         }),
     );
     let referenced = [spec.budget.as_ref(), spec.hedge.as_ref().and_then(|h| h.budget.as_ref())];

@@ -73,6 +73,9 @@ pub struct CircuitSpec {
     pub enabled: bool,
     pub threshold: Option<u32>,
     pub cooldown: Option<Duration>,
+    pub failure_ratio: Option<f64>,
+    pub window: Option<Duration>,
+    pub min_throughput: Option<u32>,
 }
 
 impl CatalogSpec {
@@ -122,6 +125,9 @@ impl CatalogSpec {
             p.circuit.enabled = c.enabled;
             set(&mut p.circuit.threshold, c.threshold);
             set(&mut p.circuit.cooldown, c.cooldown);
+            set(&mut p.circuit.failure_ratio, c.failure_ratio);
+            set(&mut p.circuit.window, c.window);
+            set(&mut p.circuit.min_throughput, c.min_throughput);
         }
         p.normalized()
     }

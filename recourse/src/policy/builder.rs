@@ -209,6 +209,19 @@ impl PolicyBuilder {
         self
     }
 
+    /// Enables the failure-rate breaker: open when at least `ratio` of the
+    /// calls in the last `window` failed, once it holds `min_throughput`
+    /// calls; probe again after `cooldown`.
+    pub fn circuit_failure_rate(mut self, ratio: f64, window: Duration, min_throughput: u32, cooldown: Duration) -> Self {
+        let c = &mut self.policy.circuit;
+        c.enabled = true;
+        c.failure_ratio = ratio;
+        c.window = window;
+        c.min_throughput = min_throughput;
+        c.cooldown = cooldown;
+        self
+    }
+
     /// Exponential backoff from `initial` up to `max`, ×2, equal jitter.
     pub fn exponential_backoff(self, initial: Duration, max: Duration) -> Self {
         self.backoff(initial, max, 2.0).jitter(Jitter::Equal)

@@ -99,7 +99,7 @@ pub struct HedgePolicy {
 }
 
 /// Circuit breaking for a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CircuitPolicy {
     /// Whether calls go through a breaker.
@@ -108,6 +108,17 @@ pub struct CircuitPolicy {
     pub threshold: u32,
     /// How long the circuit stays open before a probe (at least 100 ms).
     pub cooldown: Duration,
+    /// Failure-rate mode when above zero: open when at least this share
+    /// (0 < ratio ≤ 1) of the calls in [`window`](Self::window) failed, once
+    /// the window holds [`min_throughput`](Self::min_throughput) calls.
+    /// Zero selects the consecutive-failures breaker (`threshold`).
+    pub failure_ratio: f64,
+    /// The failure-rate breaker's sliding window (at least 1 s; 10 s when
+    /// zero).
+    pub window: Duration,
+    /// Calls the window must hold before the failure rate can open the
+    /// circuit (at least 1; 10 when zero).
+    pub min_throughput: u32,
 }
 
 /// A reference to a registered budget and the cost of one attempt.
@@ -272,7 +283,14 @@ impl Policy {
                 cancel_on_first_terminal: false,
                 budget: BudgetRef::none(),
             },
-            circuit: CircuitPolicy { enabled: false, threshold: 0, cooldown: Duration::ZERO },
+            circuit: CircuitPolicy {
+                enabled: false,
+                threshold: 0,
+                cooldown: Duration::ZERO,
+                failure_ratio: 0.0,
+                window: Duration::ZERO,
+                min_throughput: 0,
+            },
             meta: Metadata { source: PolicySource::Default, normalization: Normalization::default() },
         }
     }
@@ -303,7 +321,14 @@ impl Policy {
                 cancel_on_first_terminal: false,
                 budget: BudgetRef { name: Cow::Borrowed(""), cost: 0 },
             },
-            circuit: CircuitPolicy { enabled: false, threshold: 0, cooldown: Duration::ZERO },
+            circuit: CircuitPolicy {
+                enabled: false,
+                threshold: 0,
+                cooldown: Duration::ZERO,
+                failure_ratio: 0.0,
+                window: Duration::ZERO,
+                min_throughput: 0,
+            },
             meta: Metadata::default(),
         }
     }

@@ -47,6 +47,12 @@ pub mod limits {
     pub const DEFAULT_CIRCUIT_COOLDOWN: Duration = Duration::from_secs(10);
     /// Floor for the breaker cooldown.
     pub const MIN_CIRCUIT_COOLDOWN: Duration = Duration::from_millis(100);
+    /// Failure-rate window used when it is zero.
+    pub const DEFAULT_CIRCUIT_WINDOW: Duration = Duration::from_secs(10);
+    /// Floor for the failure-rate window.
+    pub const MIN_CIRCUIT_WINDOW: Duration = Duration::from_secs(1);
+    /// Minimum throughput used when it is zero.
+    pub const DEFAULT_MIN_THROUGHPUT: u32 = 10;
 }
 
 /// What normalization changed, in the order it changed it.
@@ -132,6 +138,9 @@ struct Numbers {
     circuit_enabled: bool,
     threshold: u32,
     cooldown: Duration,
+    failure_ratio: f64,
+    window: Duration,
+    min_throughput: u32,
 }
 
 impl Numbers {
@@ -151,6 +160,9 @@ impl Numbers {
             circuit_enabled: p.circuit.enabled,
             threshold: p.circuit.threshold,
             cooldown: p.circuit.cooldown,
+            failure_ratio: p.circuit.failure_ratio,
+            window: p.circuit.window,
+            min_throughput: p.circuit.min_throughput,
         }
     }
 
@@ -167,6 +179,9 @@ impl Numbers {
         p.hedge.delay = self.hedge_delay;
         p.circuit.threshold = self.threshold;
         p.circuit.cooldown = self.cooldown;
+        p.circuit.failure_ratio = self.failure_ratio;
+        p.circuit.window = self.window;
+        p.circuit.min_throughput = self.min_throughput;
     }
 
     /// The rules, in the Go original's order; `mark` hears every changed
@@ -242,6 +257,25 @@ impl Numbers {
             }
             if clamp_duration_floor(&mut self.cooldown, DEFAULT_CIRCUIT_COOLDOWN, MIN_CIRCUIT_COOLDOWN) {
                 mark("circuit.cooldown");
+            }
+            // Failure-rate mode (a deliberate extension; Go has only the
+            // consecutive-failures breaker). NaN or negative ratios select
+            // the consecutive mode; ratios above 1 mean "every call failed".
+            if self.failure_ratio.is_nan() || self.failure_ratio < 0.0 {
+                self.failure_ratio = 0.0;
+                mark("circuit.failure_ratio");
+            } else if self.failure_ratio > 1.0 {
+                self.failure_ratio = 1.0;
+                mark("circuit.failure_ratio");
+            }
+            if self.failure_ratio > 0.0 {
+                if clamp_duration_floor(&mut self.window, DEFAULT_CIRCUIT_WINDOW, MIN_CIRCUIT_WINDOW) {
+                    mark("circuit.window");
+                }
+                if self.min_throughput == 0 {
+                    self.min_throughput = DEFAULT_MIN_THROUGHPUT;
+                    mark("circuit.min_throughput");
+                }
             }
         }
     }
