@@ -54,6 +54,22 @@ pub enum Error {
         /// The budget's reason code, e.g. `budget_denied`, `budget_not_found`.
         reason: std::borrow::Cow<'static, str>,
     },
+    /// The key's circuit breaker refused the call; the operation never ran.
+    #[error("recourse: circuit {state}: {reason}")]
+    CircuitOpen {
+        /// The breaker's state (`open`, or `half-open` when its probe is
+        /// already out).
+        state: crate::circuit::State,
+        /// `circuit_open` or `circuit_half_open_probe_limit`.
+        reason: &'static str,
+    },
+    /// The policy names a hedge trigger that is not registered and the
+    /// missing-trigger mode is deny.
+    #[error("recourse: hedge trigger not found: {name}")]
+    NoTrigger {
+        /// The name the policy asked for.
+        name: String,
+    },
     /// The overall deadline passed while an attempt was running.
     #[error("recourse: overall timeout of {timeout:?} elapsed")]
     Timeout {
@@ -86,6 +102,8 @@ impl Error {
         match self {
             Self::NoPolicy { .. } => Outcome::non_retryable().with_reason("no_policy"),
             Self::NoClassifier { .. } => Outcome::non_retryable().with_reason("classifier_not_found"),
+            Self::NoTrigger { .. } => Outcome::non_retryable().with_reason("trigger_not_found"),
+            Self::CircuitOpen { reason, .. } => Outcome::abort().with_reason(*reason),
             Self::BudgetDenied { reason } => Outcome::abort().with_reason(reason.clone()),
             Self::Timeout { .. } => Outcome::abort().with_reason("context_deadline_exceeded"),
             Self::AttemptTimeout { .. } => Outcome::retryable().with_reason("context_deadline_exceeded"),
@@ -108,7 +126,9 @@ impl From<Error> for std::io::Error {
     fn from(error: Error) -> Self {
         let kind = match &error {
             Error::Timeout { .. } | Error::AttemptTimeout { .. } => std::io::ErrorKind::TimedOut,
-            Error::NoPolicy { .. } | Error::NoClassifier { .. } => std::io::ErrorKind::InvalidInput,
+            Error::NoPolicy { .. } | Error::NoClassifier { .. } | Error::NoTrigger { .. } => {
+                std::io::ErrorKind::InvalidInput
+            }
             _ => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, error)

@@ -16,8 +16,10 @@ use super::backoff::{compute_sleep, next_backoff};
 use super::site::{BudgetDecl, CallKey};
 use super::{Executor, FailureMode, Inner};
 use crate::budget::{AttemptKind, Budget, BudgetDecisionEvent, Release, reason};
+use crate::circuit::{self, Breaker, Transition};
 use crate::classify::{Classifier, Classify, ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, Error, PanicError};
+use crate::hedge::{HedgeTrigger, LatencyTracker};
 use crate::observe::{self, Attempt, AttemptRecord, FinalError, Observer, Timeline};
 use crate::policy::{BudgetRef, Jitter, Policy, PolicyKey};
 use crate::provider::{PolicyProvider, ProviderError, ProviderErrorKind, StaticProvider};
@@ -81,6 +83,15 @@ pub(crate) struct Resolved {
     pub(crate) note: Option<PolicyNote>,
     pub(crate) retry_budget: BudgetSlot,
     pub(crate) hedge_budget: BudgetSlot,
+    /// The key's breaker, when the policy enables one.
+    pub(crate) breaker: Option<Arc<dyn Breaker>>,
+    /// The hedge trigger, when the policy enables hedging (`None` when the
+    /// trigger is missing and the mode says to run without hedges).
+    pub(crate) trigger: Option<Arc<dyn HedgeTrigger>>,
+    /// Why the trigger is not the one the policy named.
+    pub(crate) trigger_note: Option<String>,
+    /// The key's latency tracker, fed while hedging is enabled.
+    pub(crate) tracker: Option<Arc<LatencyTracker>>,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -130,7 +141,11 @@ impl Inner {
     /// Changes whenever the provider or the classifier registry may answer
     /// differently (both counters only grow, so their sum does too).
     pub(crate) fn generation(&self) -> u64 {
-        self.provider.generation().wrapping_add(self.classifiers.generation()).wrapping_add(self.budgets.generation())
+        self.provider
+            .generation()
+            .wrapping_add(self.classifiers.generation())
+            .wrapping_add(self.budgets.generation())
+            .wrapping_add(self.triggers.generation())
     }
 
     /// Looks a policy's budget up once per resolution; a budget declared in
@@ -202,7 +217,45 @@ impl Inner {
         };
         let retry_budget = self.budget_slot(&policy.retry.budget, site.budgets);
         let hedge_budget = self.budget_slot(&policy.hedge.budget, site.budgets);
-        Ok(Resolved { policy, classifier, fallback_from, note, retry_budget, hedge_budget })
+        let breaker = if policy.circuit.enabled { self.circuits.get_or_create(key, &policy.circuit) } else { None };
+        let (trigger, trigger_note, tracker) = if policy.hedge.enabled {
+            let (trigger, note) = self.resolve_trigger(&policy.hedge.trigger)?;
+            (trigger, note, Some(self.trackers.get_or_create(key)))
+        } else {
+            (None, None, None)
+        };
+        Ok(Resolved {
+            policy,
+            classifier,
+            fallback_from,
+            note,
+            retry_budget,
+            hedge_budget,
+            breaker,
+            trigger,
+            trigger_note,
+            tracker,
+        })
+    }
+
+    /// The hedge trigger a policy names (exact name; empty means fixed
+    /// delay). A missing one follows the missing-trigger mode (DESIGN §6.9):
+    /// deny fails the call, allow runs it without hedges, fallback and
+    /// allow-unsafe hedge on the fixed delay.
+    fn resolve_trigger(&self, name: &str) -> Result<(Option<Arc<dyn HedgeTrigger>>, Option<String>), Error> {
+        if name.is_empty() {
+            return Ok((Some(Arc::clone(&self.fixed_delay)), None));
+        }
+        if let Some(trigger) = self.triggers.get(name) {
+            return Ok((Some(trigger), None));
+        }
+        match self.missing_trigger {
+            FailureMode::Deny => Err(Error::NoTrigger { name: name.to_owned() }),
+            FailureMode::Allow => Ok((None, Some(format!("trigger {name} not found; hedging off")))),
+            FailureMode::Fallback | FailureMode::AllowUnsafe => {
+                Ok((Some(Arc::clone(&self.fixed_delay)), Some(format!("trigger {name} not found; fixed delay used"))))
+            }
+        }
     }
 
     /// Classifies a failed attempt; `Err` when a classifier panicked and
@@ -275,8 +328,16 @@ impl<'x> Recorder<'x> {
             t.attributes.insert("classifier_fallback", format!("{name} not found; default classifier used"));
         }
         if policy.retry.budget.is_set() {
-            t.attributes.insert("budget", policy.retry.budget.name.to_string());
+            t.attributes.insert("budget", policy.retry.budget.name.trim().to_owned());
         }
+    }
+
+    fn circuit(&mut self, transition: Option<Transition>) {
+        let Some(transition) = transition else { return };
+        if let Some(observer) = self.observer {
+            observer.on_circuit_change(self.key, transition);
+        }
+        self.attribute("circuit_transition", format!("{} -> {}", transition.from, transition.to));
     }
 
     fn budget(&self, event: impl FnOnce() -> BudgetDecisionEvent) {
@@ -353,19 +414,25 @@ async fn run_attempt<F: Future>(attempt: &Attempt, future: F, cutoff: Option<Ins
 /// that `#[recourse]` expands to for `&mut` functions drive the same state
 /// with the same steps: [`plan`](Self::plan) (the budget gate), run the
 /// attempt, [`settle`](Self::settle) (classify, decide), [`sleep`](Self::sleep).
+/// The closure form may run a retry group of hedged attempts instead of a
+/// single attempt (`group.rs`).
 #[doc(hidden)]
 pub struct Call<'x, E> {
-    inner: &'x Inner,
-    key: &'x PolicyKey,
-    res: Res,
+    pub(crate) inner: &'x Inner,
+    pub(crate) key: &'x PolicyKey,
+    pub(crate) res: Res,
     rec: Recorder<'x>,
     deadline: Option<Instant>,
-    index: u32,
+    pub(crate) index: u32,
     base: Duration,
     backoff: Duration,
     /// The previous attempt's error, kept across the backoff so that a
     /// budget denial of the next attempt can return it (DESIGN §6.2).
     last_error: Option<E>,
+    /// The breaker's admission, until the call's verdict is given.
+    circuit: Option<CircuitGuard>,
+    /// Whether this call may launch hedges.
+    pub(crate) hedging: bool,
 }
 
 impl<E> std::fmt::Debug for Call<'_, E> {
@@ -374,16 +441,73 @@ impl<E> std::fmt::Debug for Call<'_, E> {
     }
 }
 
+/// A breaker's admission of one call: exactly one verdict (success,
+/// failure, or a released probe) reaches the breaker, and a call dropped
+/// before its verdict hands a half-open probe back (DESIGN §6.4).
+struct CircuitGuard {
+    breaker: Arc<dyn Breaker>,
+    probe: bool,
+    done: bool,
+}
+
+impl CircuitGuard {
+    fn verdict(&mut self, verdict: Verdict) -> Option<Transition> {
+        if std::mem::replace(&mut self.done, true) {
+            return None;
+        }
+        match verdict {
+            Verdict::Success => self.breaker.record_success(),
+            Verdict::Failure => self.breaker.record_failure(),
+            Verdict::None => {
+                self.breaker.release_probe();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for CircuitGuard {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            self.breaker.release_probe();
+        }
+    }
+}
+
+/// What a finished call tells its breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The call succeeded.
+    Success,
+    /// It failed: a non-retryable error, or out of attempts or time for them.
+    Failure,
+    /// It ended without saying anything about the dependency (abort,
+    /// budget denial, overall deadline, recovered panic).
+    None,
+}
+
+impl Verdict {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome.kind {
+            OutcomeKind::Success => Self::Success,
+            OutcomeKind::Retryable | OutcomeKind::NonRetryable => Self::Failure,
+            OutcomeKind::Abort | OutcomeKind::Unknown => Self::None,
+        }
+    }
+}
+
 /// The attempt about to run. Holds the budget's release: dropping the plan
-/// (the call was cancelled, or the operation panicked) runs it, as does
-/// [`Call::settle`].
+/// (the call was cancelled, the operation panicked, a hedge lost) runs it,
+/// as does [`Call::settle`].
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Plan {
-    attempt: Attempt,
+    pub(crate) attempt: Attempt,
     cutoff: Option<Instant>,
     cut: Cut,
-    started: Option<Instant>,
+    pub(crate) started: Option<Instant>,
+    /// Monotonic start, for the latency tracker.
+    launched: Instant,
     budget_reason: Cow<'static, str>,
     release: Release,
 }
@@ -392,6 +516,11 @@ impl Plan {
     /// The attempt's scope, as `recourse::attempt()` reports it.
     pub fn attempt(&self) -> &Attempt {
         &self.attempt
+    }
+
+    /// When the attempt's own deadline (or the call's) passes.
+    pub(crate) fn cutoff(&self) -> Option<Instant> {
+        self.cutoff
     }
 
     /// Runs one attempt's future under this plan's scope and deadline.
@@ -410,6 +539,17 @@ pub enum Step<T, E> {
     Sleep(Duration),
 }
 
+/// One attempt's result, classified and recorded.
+pub(crate) enum Concluded<T, E> {
+    /// It succeeded (the call is not finished yet).
+    Success(T),
+    /// It failed with this classification.
+    Failure(E, Outcome),
+    /// The call is over (overall deadline, recovered classifier panic) and
+    /// finished.
+    Over(Result<T, E>),
+}
+
 /// The budget gate's answer for one attempt.
 struct Gate {
     allowed: bool,
@@ -421,28 +561,84 @@ impl<'x, E> Call<'x, E>
 where
     E: Classify + From<Error> + 'static,
 {
-    /// Starts a call: stamps the start, records the resolution, or ends the
-    /// call at once (with the error converted into `E`) when resolution
-    /// failed.
-    pub(crate) fn begin(inner: &'x Inner, key: &'x PolicyKey, res: Result<Res, Error>) -> Result<Self, E> {
+    /// Starts a call: stamps the start, records the resolution, asks the
+    /// breaker, or ends the call at once (with the error converted into
+    /// `E`) when resolution failed or the circuit is open. `sequential`
+    /// calls (the `&mut` form) never hedge.
+    pub(crate) fn begin(
+        inner: &'x Inner,
+        key: &'x PolicyKey,
+        res: Result<Res, Error>,
+        sequential: bool,
+    ) -> Result<Self, E> {
         let mut rec = Recorder::new(inner, key);
         let res = match res {
             Ok(res) => res,
             Err(error) => {
                 rec.start(None, None, None);
-                if let Error::NoClassifier { name } = &error {
-                    rec.attribute("classifier_name", name.clone());
-                    rec.attribute("classifier_error", "classifier_not_found");
+                match &error {
+                    Error::NoClassifier { name } => {
+                        rec.attribute("classifier_name", name.clone());
+                        rec.attribute("classifier_error", "classifier_not_found");
+                    }
+                    Error::NoTrigger { name } => rec.attribute("trigger_error", format!("{name} not found")),
+                    _ => {}
                 }
                 rec.finish(inner.now(), Some(final_error(error.to_string(), &error.outcome())));
                 return Err(E::from(error));
             }
         };
         rec.start(Some(&res.policy), res.note.as_ref(), res.fallback_from.as_deref());
+        let mut hedging = res.policy.hedge.enabled && res.policy.hedge.max_hedges > 0 && res.trigger.is_some();
+        if let Some(note) = &res.trigger_note {
+            rec.attribute("trigger_fallback", note.clone());
+        }
+        if hedging && sequential {
+            hedging = false;
+            rec.attribute("hedging_disabled", "the function borrows mutably; attempts run one at a time");
+        }
+        let mut circuit = None;
+        if let Some(breaker) = &res.breaker {
+            let decision = breaker.allow();
+            rec.circuit(decision.transition);
+            rec.attribute("circuit_state", decision.state.as_str());
+            if !decision.allowed {
+                let error = Error::CircuitOpen { state: decision.state, reason: decision.reason };
+                rec.finish(inner.now(), Some(final_error(error.to_string(), &error.outcome())));
+                return Err(E::from(error));
+            }
+            let probe = decision.state == circuit::State::HalfOpen;
+            if probe && hedging {
+                hedging = false;
+                rec.attribute("hedging_disabled", "circuit half-open: one probe attempt at a time");
+            }
+            circuit = Some(CircuitGuard { breaker: Arc::clone(breaker), probe, done: false });
+        }
         let retry = &res.policy.retry;
         let deadline = (!retry.overall_timeout.is_zero()).then(|| Instant::now() + retry.overall_timeout);
         let base = retry.initial_backoff;
-        Ok(Self { inner, key, res, rec, deadline, index: 0, base, backoff: Duration::ZERO, last_error: None })
+        Ok(Self {
+            inner,
+            key,
+            res,
+            rec,
+            deadline,
+            index: 0,
+            base,
+            backoff: Duration::ZERO,
+            last_error: None,
+            circuit,
+            hedging,
+        })
+    }
+
+    /// Gives the breaker its verdict (once) and ends the recording.
+    fn finish(&mut self, verdict: Verdict, error: Option<FinalError>) {
+        if let Some(guard) = &mut self.circuit {
+            let transition = guard.verdict(verdict);
+            self.rec.circuit(transition);
+        }
+        self.rec.finish(self.inner.now(), error);
     }
 
     /// Asks the attempt's budget (every attempt, the first included).
@@ -492,96 +688,178 @@ where
         gate
     }
 
-    /// Plans the next attempt: asks its budget, then fixes its index, scope
-    /// and deadline. A denial ends the call: with the previous attempt's
-    /// error when there was one (DESIGN §6.2), else with
-    /// [`Error::BudgetDenied`].
-    pub fn plan(&mut self) -> Result<Plan, E> {
-        let gate = self.gate(AttemptKind::Retry);
-        let inner = self.inner;
-        let started = self.rec.active().then(|| inner.now());
-        let (index, backoff) = (self.index, self.backoff);
-        if !gate.allowed {
-            let outcome = Outcome::abort().with_reason(gate.reason.clone());
-            self.rec.attempt(None, || AttemptRecord {
-                budget_allowed: false,
-                budget_reason: gate.reason.clone(),
-                ..record(index, started, inner.now(), outcome.clone(), None, backoff)
-            });
-            let error = match self.last_error.take() {
-                Some(error) => error,
-                None => E::from(Error::BudgetDenied { reason: gate.reason.clone() }),
-            };
-            self.rec.attribute("budget_denied", gate.reason);
-            self.rec.finish(inner.now(), Some(final_error(error_text(&error), &outcome)));
-            return Err(error);
-        }
+    /// A plan for an allowed attempt: scope and deadline.
+    fn make_plan(&self, hedge_index: u32, gate: Gate) -> Plan {
         let retry = &self.res.policy.retry;
-        let attempt_cutoff = (!retry.timeout_per_attempt.is_zero()).then(|| Instant::now() + retry.timeout_per_attempt);
+        let now = Instant::now();
+        let attempt_cutoff = (!retry.timeout_per_attempt.is_zero()).then(|| now + retry.timeout_per_attempt);
         let (cutoff, cut) = match (attempt_cutoff, self.deadline) {
             (Some(a), Some(d)) if a < d => (Some(a), Cut::Attempt),
             (Some(a), None) => (Some(a), Cut::Attempt),
             (_, d) => (d, Cut::Overall),
         };
         let attempt =
-            Attempt { retry_index: index, hedge_index: 0, policy_id: self.res.policy.id.clone(), deadline: cutoff };
-        Ok(Plan { attempt, cutoff, cut, started, budget_reason: gate.reason, release: gate.release })
+            Attempt { retry_index: self.index, hedge_index, policy_id: self.res.policy.id.clone(), deadline: cutoff };
+        let started = self.rec.active().then(|| self.inner.now());
+        Plan { attempt, cutoff, cut, started, launched: now, budget_reason: gate.reason, release: gate.release }
     }
 
-    /// Releases the attempt's budget, classifies its result (`None`: its
-    /// deadline passed) and decides: done, or sleep and retry.
-    #[allow(clippy::needless_pass_by_value, reason = "a plan is settled exactly once")]
-    pub fn settle<T>(&mut self, mut plan: Plan, result: Option<Result<T, E>>) -> Step<T, E> {
+    /// Plans the next attempt: asks its budget, then fixes its index, scope
+    /// and deadline. A denial ends the call: with the previous attempt's
+    /// error when there was one (DESIGN §6.2), else with
+    /// [`Error::BudgetDenied`].
+    pub fn plan(&mut self) -> Result<Plan, E> {
+        let gate = self.gate(AttemptKind::Retry);
+        if gate.allowed {
+            return Ok(self.make_plan(0, gate));
+        }
+        let inner = self.inner;
+        let (index, backoff) = (self.index, self.backoff);
+        let started = self.rec.active().then(|| inner.now());
+        let outcome = Outcome::abort().with_reason(gate.reason.clone());
+        self.rec.attempt(None, || AttemptRecord {
+            budget_allowed: false,
+            budget_reason: gate.reason.clone(),
+            ..record(index, started, inner.now(), outcome.clone(), None, backoff)
+        });
+        let error = match self.last_error.take() {
+            Some(error) => error,
+            None => E::from(Error::BudgetDenied { reason: gate.reason.clone() }),
+        };
+        self.rec.attribute("budget_denied", gate.reason);
+        self.finish(Verdict::None, Some(final_error(error_text(&error), &outcome)));
+        Err(error)
+    }
+
+    /// Plans hedge `hedge_index` of the current retry group: asks the hedge
+    /// budget (a denied hedge is recorded and simply not launched) and tells
+    /// observers it is about to run.
+    pub(crate) fn plan_hedge(&mut self, hedge_index: u32) -> Option<Plan> {
+        let gate = self.gate(AttemptKind::Hedge);
+        let inner = self.inner;
+        let index = self.index;
+        if !gate.allowed {
+            let started = self.rec.active().then(|| inner.now());
+            let outcome = Outcome::abort().with_reason(gate.reason.clone());
+            self.rec.attempt(None, || AttemptRecord {
+                is_hedge: true,
+                hedge_index,
+                budget_allowed: false,
+                budget_reason: gate.reason.clone(),
+                ..record(index, started, inner.now(), outcome.clone(), None, Duration::ZERO)
+            });
+            return None;
+        }
+        let plan = self.make_plan(hedge_index, gate);
+        if let Some(observer) = self.rec.observer {
+            let spawn = AttemptRecord {
+                is_hedge: true,
+                hedge_index,
+                ..record(index, plan.started, inner.now(), Outcome::new(OutcomeKind::Unknown), None, Duration::ZERO)
+            };
+            observe::enter_attempt(&plan.attempt, || observer.on_hedge_spawn(self.key, &spawn));
+        }
+        Some(plan)
+    }
+
+    /// Tells observers that an attempt still running was dropped because
+    /// another attempt of its group decided the call (its plan, dropped by
+    /// the caller, releases its budget).
+    pub(crate) fn cancelled(&self, plan: &Plan, reason: &str) {
+        if let Some(observer) = self.rec.observer {
+            let inner = self.inner;
+            let record = AttemptRecord {
+                is_hedge: plan.attempt.is_hedge(),
+                hedge_index: plan.attempt.hedge_index,
+                budget_reason: plan.budget_reason.clone(),
+                ..record(
+                    plan.attempt.retry_index,
+                    plan.started,
+                    inner.now(),
+                    Outcome::abort().with_reason("hedge_cancelled"),
+                    None,
+                    Duration::ZERO,
+                )
+            };
+            observer.on_hedge_cancel(self.key, &record, reason);
+        }
+    }
+
+    /// Releases the attempt's budget, feeds the latency tracker, classifies
+    /// the result (`None`: its deadline passed) and records the attempt.
+    pub(crate) fn conclude<T>(&mut self, mut plan: Plan, result: Option<Result<T, E>>) -> Concluded<T, E> {
         // Before anything is published, so a caller that sees the result
         // also sees the release.
         plan.release.run();
+        if let Some(tracker) = &self.res.tracker {
+            tracker.record(plan.launched.elapsed());
+        }
         let inner = self.inner;
-        let (index, backoff, started) = (self.index, self.backoff, plan.started);
+        let index = self.index;
+        let backoff = if plan.attempt.is_hedge() { Duration::ZERO } else { self.backoff };
+        let started = plan.started;
         let scope = Some(&plan.attempt);
         let budget_reason = &plan.budget_reason;
+        let (is_hedge, hedge_index) = (plan.attempt.is_hedge(), plan.attempt.hedge_index);
         let attempt_record = |outcome: Outcome, error: Option<String>| AttemptRecord {
             budget_reason: budget_reason.clone(),
+            is_hedge,
+            hedge_index,
             ..record(index, started, inner.now(), outcome, error, backoff)
         };
         let retry = &self.res.policy.retry;
-        let (error, outcome) = match result {
+        match result {
             Some(Ok(value)) => {
                 self.rec.attempt(scope, || attempt_record(Outcome::success(), None));
-                self.rec.finish(inner.now(), None);
-                return Step::Done(Ok(value));
+                Concluded::Success(value)
             }
             Some(Err(error)) => match inner.classify(self.key, self.res.classifier.as_ref(), &error) {
-                Ok(outcome) => (error, with_fallback_note(outcome, self.res.fallback_from.as_deref())),
+                Ok(outcome) => {
+                    let outcome = with_fallback_note(outcome, self.res.fallback_from.as_deref());
+                    self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error_text(&error))));
+                    Concluded::Failure(error, outcome)
+                }
                 Err(panic) => {
                     let outcome = Outcome::abort().with_reason(Component::Classifier.reason());
                     self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error_text(&error))));
                     let error = Error::Panic(panic);
-                    self.rec.finish(inner.now(), Some(final_error(error.to_string(), &outcome)));
-                    return Step::Done(Err(E::from(error)));
+                    self.finish(Verdict::None, Some(final_error(error.to_string(), &outcome)));
+                    Concluded::Over(Err(E::from(error)))
                 }
             },
             None => match plan.cut {
-                Cut::Attempt => (
-                    E::from(Error::AttemptTimeout { timeout: retry.timeout_per_attempt }),
-                    Outcome::retryable().with_reason("context_deadline_exceeded"),
-                ),
+                Cut::Attempt => {
+                    let error = E::from(Error::AttemptTimeout { timeout: retry.timeout_per_attempt });
+                    let outcome = Outcome::retryable().with_reason("context_deadline_exceeded");
+                    self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error_text(&error))));
+                    Concluded::Failure(error, outcome)
+                }
                 Cut::Overall => {
                     let error = Error::Timeout { timeout: retry.overall_timeout };
                     let outcome = Outcome::abort().with_reason("context_deadline_exceeded");
                     self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error.to_string())));
-                    self.rec.finish(inner.now(), Some(final_error(error.to_string(), &outcome)));
-                    return Step::Done(Err(E::from(error)));
+                    self.finish(Verdict::None, Some(final_error(error.to_string(), &outcome)));
+                    Concluded::Over(Err(E::from(error)))
                 }
             },
-        };
-        self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error_text(&error))));
+        }
+    }
 
-        if outcome.kind != OutcomeKind::Retryable || index + 1 >= retry.max_attempts.max(1) {
-            self.rec.finish(inner.now(), Some(final_error(error_text(&error), &outcome)));
+    /// Ends the call with a success.
+    pub(crate) fn succeed<T>(&mut self, value: T) -> Step<T, E> {
+        self.finish(Verdict::Success, None);
+        Step::Done(Ok(value))
+    }
+
+    /// After a failed attempt (or retry group): end the call, or sleep and
+    /// retry.
+    pub(crate) fn decide<T>(&mut self, error: E, outcome: Outcome) -> Step<T, E> {
+        let retry = &self.res.policy.retry;
+        if outcome.kind != OutcomeKind::Retryable || self.index + 1 >= retry.max_attempts.max(1) {
+            self.finish(Verdict::of(&outcome), Some(final_error(error_text(&error), &outcome)));
             return Step::Done(Err(error));
         }
-
-        let unit = if retry.jitter == Jitter::None { 0.0 } else { inner.rng.next_unit() };
+        let unit = if retry.jitter == Jitter::None { 0.0 } else { self.inner.rng.next_unit() };
         let sleep = compute_sleep(self.base, retry, outcome.backoff, unit);
         // DESIGN §6.7: never sleep into the deadline; end now with the error
         // we have instead of waking up to a timeout.
@@ -589,7 +867,7 @@ where
             && Instant::now() + sleep >= deadline
         {
             self.rec.attribute("deadline_stop", "backoff would pass the overall deadline");
-            self.rec.finish(inner.now(), Some(final_error(error_text(&error), &outcome)));
+            self.finish(Verdict::Failure, Some(final_error(error_text(&error), &outcome)));
             return Step::Done(Err(error));
         }
         // Only a budget can end the call before the next attempt runs.
@@ -600,6 +878,16 @@ where
         self.base = next_backoff(self.base, retry);
         self.index += 1;
         Step::Sleep(sleep)
+    }
+
+    /// Releases the attempt's budget, classifies its result (`None`: its
+    /// deadline passed) and decides: done, or sleep and retry.
+    pub fn settle<T>(&mut self, plan: Plan, result: Option<Result<T, E>>) -> Step<T, E> {
+        match self.conclude(plan, result) {
+            Concluded::Success(value) => self.succeed(value),
+            Concluded::Failure(error, outcome) => self.decide(error, outcome),
+            Concluded::Over(result) => Step::Done(result),
+        }
     }
 
     /// Waits out a backoff with the executor's sleeper, bounded by the
@@ -627,13 +915,14 @@ where
         }
         let error = Error::Timeout { timeout: self.res.policy.retry.overall_timeout };
         let outcome = Outcome::abort().with_reason("context_deadline_exceeded");
-        self.rec.finish(self.inner.now(), Some(final_error(error.to_string(), &outcome)));
+        self.finish(Verdict::None, Some(final_error(error.to_string(), &outcome)));
         self.last_error = None;
         Err(E::from(error))
     }
 }
 
-/// The closure form's attempt loop.
+/// The closure form's attempt loop: one attempt, or a hedged retry group,
+/// per iteration.
 pub(crate) async fn drive<F, Fut, T, E>(mut call: Call<'_, E>, mut op: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
@@ -642,11 +931,17 @@ where
 {
     loop {
         let plan = call.plan()?;
-        // The operation is created inside the attempt's scope too, so
-        // `recourse::attempt()` works in the closure as well as the future.
-        let future = observe::enter_attempt(&plan.attempt, &mut op);
-        let result = plan.run(future).await;
-        match call.settle(plan, result) {
+        let step = if call.hedging {
+            super::group::run(&mut call, plan, &mut op).await
+        } else {
+            // The operation is created inside the attempt's scope too, so
+            // `recourse::attempt()` works in the closure as well as the
+            // future.
+            let future = observe::enter_attempt(&plan.attempt, &mut op);
+            let result = plan.run(future).await;
+            call.settle(plan, result)
+        };
+        match step {
             Step::Done(result) => return result,
             Step::Sleep(duration) => call.sleep(duration).await?,
         }
@@ -696,7 +991,7 @@ impl Executor {
         };
         let inner = &*self.inner;
         let res = inner.resolve(&key, Site::default()).map(Res::Owned);
-        match Call::begin(inner, &key, res) {
+        match Call::begin(inner, &key, res, false) {
             Ok(call) => drive(call, op).await,
             Err(error) => Err(error),
         }

@@ -8,6 +8,7 @@
 
 mod backoff;
 pub(crate) mod call;
+mod group;
 pub(crate) mod site;
 mod time;
 
@@ -15,7 +16,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::budget::{self, Budget};
+use crate::circuit;
 use crate::classify::{Auto, Classifier, Registry};
+use crate::hedge::{self, HedgeTrigger};
 use crate::observe::{Multi, Noop, Observer};
 use crate::policy::{Policy, PolicyKey};
 use crate::provider::{PolicyProvider, StaticProvider};
@@ -97,6 +100,11 @@ pub struct Executor {
 
 pub(crate) struct Inner {
     pub(crate) budgets: Arc<budget::Registry>,
+    pub(crate) circuits: Arc<circuit::Registry>,
+    pub(crate) triggers: Arc<hedge::Registry>,
+    pub(crate) trackers: hedge::Trackers,
+    /// The trigger used when a hedging policy names none.
+    pub(crate) fixed_delay: Arc<dyn HedgeTrigger>,
     /// `None` when no observer (or only `Noop`) is installed: the engine
     /// then records nothing.
     pub(crate) observer: Option<Arc<dyn Observer>>,
@@ -137,6 +145,21 @@ impl Executor {
     /// The budget registry.
     pub fn budgets(&self) -> &Arc<budget::Registry> {
         &self.inner.budgets
+    }
+
+    /// The per-key circuit breakers.
+    pub fn circuits(&self) -> &Arc<circuit::Registry> {
+        &self.inner.circuits
+    }
+
+    /// The hedge trigger registry.
+    pub fn triggers(&self) -> &Arc<hedge::Registry> {
+        &self.inner.triggers
+    }
+
+    /// The latency tracker hedging uses for `key` (created on first use).
+    pub fn latency(&self, key: &PolicyKey) -> Arc<hedge::LatencyTracker> {
+        self.inner.trackers.get_or_create(key)
     }
 
     /// Whether an observer (other than [`Noop`]) is installed.
@@ -198,7 +221,8 @@ impl fmt::Debug for Executor {
 ///
 /// Defaults: no provider (every key gets its call site's catalog policy or
 /// the default policy), the built-in classifiers with `auto` as the
-/// default, a budget registry holding `unlimited`, no observer, missing policy → deny, missing classifier → fallback, missing
+/// default, a budget registry holding `unlimited`, the built-in hedge
+/// triggers (`fixed_delay`, `p50`, `p90`, `p95`, `p99`), no observer, missing policy → deny, missing classifier → fallback, missing
 /// budget → deny, missing trigger → fallback, no panic recovery, tokio
 /// time.
 #[must_use = "a builder does nothing until `build` is called"]
@@ -209,6 +233,9 @@ pub struct ExecutorBuilder {
     extra_classifiers: Vec<(String, Arc<dyn Classifier>)>,
     budgets: Option<Arc<budget::Registry>>,
     extra_budgets: Vec<(String, Arc<dyn Budget>)>,
+    circuits: Option<Arc<circuit::Registry>>,
+    triggers: Option<Arc<hedge::Registry>>,
+    extra_triggers: Vec<(String, Arc<dyn HedgeTrigger>)>,
     observers: Multi,
     default_classifier: Arc<dyn Classifier>,
     missing_policy: FailureMode,
@@ -229,6 +256,9 @@ impl Default for ExecutorBuilder {
             extra_classifiers: Vec::new(),
             budgets: None,
             extra_budgets: Vec::new(),
+            circuits: None,
+            triggers: None,
+            extra_triggers: Vec::new(),
             observers: Multi::new(),
             default_classifier: Arc::new(Auto),
             missing_policy: FailureMode::Deny,
@@ -284,10 +314,31 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Uses exactly this circuit-breaker registry (share one between
+    /// executors to share breakers, or keep it to inspect them).
+    pub fn circuits(mut self, registry: Arc<circuit::Registry>) -> Self {
+        self.circuits = Some(registry);
+        self
+    }
+
+    /// Uses exactly this hedge trigger registry.
+    pub fn triggers(mut self, registry: Arc<hedge::Registry>) -> Self {
+        self.triggers = Some(registry);
+        self
+    }
+
+    /// Registers a hedge trigger under `name` (into the registry given to
+    /// [`triggers`](Self::triggers), or a fresh one with the built-ins).
+    pub fn trigger(mut self, name: &str, trigger: impl HedgeTrigger) -> Self {
+        self.extra_triggers.push((name.to_owned(), Arc::new(trigger)));
+        self
+    }
+
     /// Adds an observer; several observers hear every event in the order
     /// they were added. [`Noop`] is ignored.
     pub fn observer(mut self, observer: impl Observer) -> Self {
-        if std::any::Any::type_id(&observer) != std::any::TypeId::of::<Noop>() {
+        let any: &dyn std::any::Any = &observer;
+        if !(any.is::<Noop>() || any.is::<Arc<Noop>>()) {
             self.observers.push(Arc::new(observer));
         }
         self
@@ -362,6 +413,10 @@ impl ExecutorBuilder {
         for (name, budget) in self.extra_budgets {
             let _ = budgets.try_register(&name, budget);
         }
+        let triggers = self.triggers.unwrap_or_else(|| Arc::new(hedge::Registry::with_builtins()));
+        for (name, trigger) in self.extra_triggers {
+            triggers.register(&name, SharedTrigger(trigger));
+        }
         let observer: Option<Arc<dyn Observer>> = match self.observers.len() {
             0 => None,
             _ => Some(Arc::new(self.observers)),
@@ -377,6 +432,10 @@ impl ExecutorBuilder {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 budgets,
+                circuits: self.circuits.unwrap_or_default(),
+                triggers,
+                trackers: hedge::Trackers::default(),
+                fixed_delay: Arc::new(hedge::FixedDelay::default()),
                 observer,
                 provider,
                 classifiers,
@@ -398,6 +457,15 @@ impl ExecutorBuilder {
 impl fmt::Debug for ExecutorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecutorBuilder").finish_non_exhaustive()
+    }
+}
+
+/// A trigger handed to the builder, registered by value.
+struct SharedTrigger(Arc<dyn HedgeTrigger>);
+
+impl HedgeTrigger for SharedTrigger {
+    fn should_spawn(&self, state: &hedge::HedgeState<'_>) -> hedge::TriggerDecision {
+        self.0.should_spawn(state)
     }
 }
 

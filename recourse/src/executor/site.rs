@@ -208,7 +208,7 @@ impl CallSite {
     where
         E: Classify + From<Error> + 'static,
     {
-        Call::begin(&executor.inner, &self.key, self.resolve(executor))
+        Call::begin(&executor.inner, &self.key, self.resolve(executor), true)
     }
 
     /// Runs `op` under this call site's policy (the closure form).
@@ -218,7 +218,7 @@ impl CallSite {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error> + 'static,
     {
-        match self.begin(executor) {
+        match Call::begin(&executor.inner, &self.key, self.resolve(executor), false) {
             Ok(call) => drive(call, op).await,
             Err(error) => Err(error),
         }

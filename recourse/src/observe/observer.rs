@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{AttemptRecord, Timeline};
 use crate::budget::BudgetDecisionEvent;
+use crate::circuit::Transition;
 use crate::policy::{Policy, PolicyKey};
 
 /// Receives structured events from every call an executor runs.
@@ -58,6 +59,9 @@ pub trait Observer: Send + Sync + 'static {
     fn on_success(&self, key: &PolicyKey, timeline: &Timeline) {}
     /// The call failed, for any reason (including before any attempt).
     fn on_failure(&self, key: &PolicyKey, timeline: &Timeline) {}
+    /// The key's circuit breaker changed state (an addition to the Go
+    /// original's seven callbacks).
+    fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {}
 }
 
 impl<O: Observer + ?Sized> Observer for Arc<O> {
@@ -81,6 +85,9 @@ impl<O: Observer + ?Sized> Observer for Arc<O> {
     }
     fn on_failure(&self, key: &PolicyKey, timeline: &Timeline) {
         (**self).on_failure(key, timeline);
+    }
+    fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {
+        (**self).on_circuit_change(key, transition);
     }
 }
 
@@ -159,5 +166,8 @@ impl Observer for Multi {
     }
     fn on_failure(&self, key: &PolicyKey, timeline: &Timeline) {
         self.observers.iter().for_each(|o| o.on_failure(key, timeline));
+    }
+    fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {
+        self.observers.iter().for_each(|o| o.on_circuit_change(key, transition));
     }
 }
