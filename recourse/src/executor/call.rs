@@ -242,6 +242,7 @@ impl Inner {
     /// delay). A missing one follows the missing-trigger mode (DESIGN §6.9):
     /// deny fails the call, allow runs it without hedges, fallback and
     /// allow-unsafe hedge on the fixed delay.
+    #[allow(clippy::type_complexity, reason = "a private helper returning the trigger and a note about it")]
     fn resolve_trigger(&self, name: &str) -> Result<(Option<Arc<dyn HedgeTrigger>>, Option<String>), Error> {
         if name.is_empty() {
             return Ok((Some(Arc::clone(&self.fixed_delay)), None));
@@ -882,6 +883,7 @@ where
 
     /// Releases the attempt's budget, classifies its result (`None`: its
     /// deadline passed) and decides: done, or sleep and retry.
+    #[allow(clippy::needless_pass_by_value, reason = "a plan is settled exactly once")]
     pub fn settle<T>(&mut self, plan: Plan, result: Option<Result<T, E>>) -> Step<T, E> {
         match self.conclude(plan, result) {
             Concluded::Success(value) => self.succeed(value),
