@@ -146,6 +146,7 @@ impl Inner {
             .wrapping_add(self.classifiers.generation())
             .wrapping_add(self.budgets.generation())
             .wrapping_add(self.triggers.generation())
+            .wrapping_add(self.circuits.generation())
     }
 
     /// Looks a policy's budget up once per resolution; a budget declared in
@@ -460,7 +461,11 @@ impl CircuitGuard {
             Verdict::Success => self.breaker.record_success(),
             Verdict::Failure => self.breaker.record_failure(),
             Verdict::None => {
-                self.breaker.release_probe();
+                // Only a half-open probe holds a slot to hand back; a stray
+                // release would let an extra probe through.
+                if self.probe {
+                    self.breaker.release_probe();
+                }
                 None
             }
         }
@@ -854,6 +859,7 @@ where
 
     /// After a failed attempt (or retry group): end the call, or sleep and
     /// retry.
+    #[allow(clippy::needless_pass_by_value, reason = "the outcome is the failure's; it ends here")]
     pub(crate) fn decide<T>(&mut self, error: E, outcome: Outcome) -> Step<T, E> {
         let retry = &self.res.policy.retry;
         if outcome.kind != OutcomeKind::Retryable || self.index + 1 >= retry.max_attempts.max(1) {

@@ -212,7 +212,13 @@ impl PolicyBuilder {
     /// Enables the failure-rate breaker: open when at least `ratio` of the
     /// calls in the last `window` failed, once it holds `min_throughput`
     /// calls; probe again after `cooldown`.
-    pub fn circuit_failure_rate(mut self, ratio: f64, window: Duration, min_throughput: u32, cooldown: Duration) -> Self {
+    pub fn circuit_failure_rate(
+        mut self,
+        ratio: f64,
+        window: Duration,
+        min_throughput: u32,
+        cooldown: Duration,
+    ) -> Self {
         let c = &mut self.policy.circuit;
         c.enabled = true;
         c.failure_ratio = ratio;
