@@ -37,7 +37,7 @@ impl Backend {
         if self.down.load(Ordering::SeqCst) {
             return Err(SearchError::Unavailable);
         }
-        let latency = if n % 3 == 0 { 300 } else { 5 };
+        let latency = if n.is_multiple_of(3) { 300 } else { 5 };
         tokio::time::sleep(Duration::from_millis(latency)).await;
         Ok(format!("{term}: 10 results (replica {n}, hedge {})", attempt.hedge_index()))
     }
