@@ -551,9 +551,10 @@ pub(crate) enum Concluded<T, E> {
     Success(T),
     /// It failed with this classification.
     Failure(E, Outcome),
-    /// The call is over (overall deadline, recovered classifier panic) and
-    /// finished.
-    Over(Result<T, E>),
+    /// The call must end with this error (overall deadline, recovered
+    /// classifier panic); [`Call::end`] finishes it once whatever else was
+    /// running has been cancelled.
+    Over(E, Outcome),
 }
 
 /// The budget gate's answer for one attempt.
@@ -590,8 +591,10 @@ where
                     Error::NoTrigger { name } => rec.attribute("trigger_error", format!("{name} not found")),
                     _ => {}
                 }
-                rec.finish(inner.now(), Some(final_error(error.to_string(), &error.outcome())));
-                return Err(E::from(error));
+                let outcome = error.outcome();
+                let error = E::from(error);
+                rec.finish(inner.now(), Some(final_error(error_text(&error), &outcome)));
+                return Err(error);
             }
         };
         rec.start(Some(&res.policy), res.note.as_ref(), res.fallback_from.as_deref());
@@ -610,8 +613,10 @@ where
             rec.attribute("circuit_state", decision.state.as_str());
             if !decision.allowed {
                 let error = Error::CircuitOpen { state: decision.state, reason: decision.reason };
-                rec.finish(inner.now(), Some(final_error(error.to_string(), &error.outcome())));
-                return Err(E::from(error));
+                let outcome = error.outcome();
+                let error = E::from(error);
+                rec.finish(inner.now(), Some(final_error(error_text(&error), &outcome)));
+                return Err(error);
             }
             let probe = decision.state == circuit::State::HalfOpen;
             if probe && hedging {
@@ -828,9 +833,7 @@ where
                 Err(panic) => {
                     let outcome = Outcome::abort().with_reason(Component::Classifier.reason());
                     self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error_text(&error))));
-                    let error = Error::Panic(panic);
-                    self.finish(Verdict::None, Some(final_error(error.to_string(), &outcome)));
-                    Concluded::Over(Err(E::from(error)))
+                    Concluded::Over(E::from(Error::Panic(panic)), outcome)
                 }
             },
             None => match plan.cut {
@@ -841,14 +844,19 @@ where
                     Concluded::Failure(error, outcome)
                 }
                 Cut::Overall => {
-                    let error = Error::Timeout { timeout: retry.overall_timeout };
+                    let error = E::from(Error::Timeout { timeout: retry.overall_timeout });
                     let outcome = Outcome::abort().with_reason("context_deadline_exceeded");
-                    self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error.to_string())));
-                    self.finish(Verdict::None, Some(final_error(error.to_string(), &outcome)));
-                    Concluded::Over(Err(E::from(error)))
+                    self.rec.attempt(scope, || attempt_record(outcome.clone(), Some(error_text(&error))));
+                    Concluded::Over(error, outcome)
                 }
             },
         }
+    }
+
+    /// Ends the call with an error that gives the breaker no verdict.
+    pub(crate) fn end<T>(&mut self, error: E, outcome: &Outcome) -> Step<T, E> {
+        self.finish(Verdict::None, Some(final_error(error_text(&error), outcome)));
+        Step::Done(Err(error))
     }
 
     /// Ends the call with a success.
@@ -894,7 +902,7 @@ where
         match self.conclude(plan, result) {
             Concluded::Success(value) => self.succeed(value),
             Concluded::Failure(error, outcome) => self.decide(error, outcome),
-            Concluded::Over(result) => Step::Done(result),
+            Concluded::Over(error, outcome) => self.end(error, &outcome),
         }
     }
 
@@ -921,11 +929,11 @@ where
         if woke {
             return Ok(());
         }
-        let error = Error::Timeout { timeout: self.res.policy.retry.overall_timeout };
+        let error = E::from(Error::Timeout { timeout: self.res.policy.retry.overall_timeout });
         let outcome = Outcome::abort().with_reason("context_deadline_exceeded");
-        self.finish(Verdict::None, Some(final_error(error.to_string(), &outcome)));
+        self.finish(Verdict::None, Some(final_error(error_text(&error), &outcome)));
         self.last_error = None;
-        Err(E::from(error))
+        Err(error)
     }
 }
 
@@ -940,7 +948,10 @@ where
     loop {
         let plan = call.plan()?;
         let step = if call.hedging {
-            super::group::run(&mut call, plan, &mut op).await
+            // Boxed: a group holds up to four attempt futures and their
+            // timers, which would otherwise make every call's future four
+            // times larger, hedged or not. One allocation per hedged group.
+            Box::pin(super::group::run(&mut call, plan, &mut op)).await
         } else {
             // The operation is created inside the attempt's scope too, so
             // `recourse::attempt()` works in the closure as well as the

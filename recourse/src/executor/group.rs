@@ -157,9 +157,11 @@ where
                     self.cancel_all("another attempt succeeded");
                     return Poll::Ready(self.call.succeed(value));
                 }
-                Concluded::Over(result) => {
+                Concluded::Over(error, outcome) => {
+                    // Losers are cancelled (and their budgets released)
+                    // before the call's end is published.
                     self.cancel_all("the call ended");
-                    return Poll::Ready(Step::Done(result));
+                    return Poll::Ready(self.call.end(error, &outcome));
                 }
                 Concluded::Failure(error, outcome) => {
                     if self.policy.hedge.cancel_on_first_terminal && outcome.kind.is_terminal() {

@@ -344,6 +344,8 @@ pub(crate) struct RecordingObserver {
     /// `(succeeded, timeline)` for each `on_success` / `on_failure`.
     ends: Arc<Mutex<Vec<(bool, recourse::Timeline)>>>,
     keys: Arc<Mutex<Vec<PolicyKey>>>,
+    /// Every `on_circuit_change`, in order.
+    transitions: Arc<Mutex<Vec<recourse::circuit::Transition>>>,
 }
 
 fn locked<T: Clone>(m: &Mutex<Vec<T>>) -> Vec<T> {
@@ -393,6 +395,11 @@ impl RecordingObserver {
     pub(crate) fn keys(&self) -> Vec<PolicyKey> {
         locked(&self.keys)
     }
+
+    /// Every circuit transition reported, in order.
+    pub(crate) fn transitions(&self) -> Vec<recourse::circuit::Transition> {
+        locked(&self.transitions)
+    }
 }
 
 impl recourse::observe::Observer for RecordingObserver {
@@ -441,6 +448,13 @@ impl recourse::observe::Observer for RecordingObserver {
         push(&self.log, format!("failure({})", timeline.attempts.len()));
         push(&self.ends, (false, timeline.clone()));
     }
+
+    /// Logged as `circuit(<from>-><to>)`, e.g. `circuit(closed->open)`.
+    fn on_circuit_change(&self, key: &PolicyKey, transition: recourse::circuit::Transition) {
+        push(&self.keys, key.clone());
+        push(&self.log, format!("circuit({}->{})", transition.from, transition.to));
+        push(&self.transitions, transition);
+    }
 }
 
 /// A future that returns `Pending` (waking itself) `n` times, then
@@ -459,4 +473,156 @@ pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime")
+}
+
+// ---------------------------------------------------------------------------
+// Hedging, circuit breaking and stress helpers.
+
+/// An operation error that classifies itself (no classifier needed): the
+/// tag says which attempt produced it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum OpError {
+    /// Retryable, reason `op_retryable`.
+    #[error("{0}: retryable failure")]
+    Retryable(&'static str),
+    /// Non-retryable, reason `op_fatal`.
+    #[error("{0}: non-retryable failure")]
+    Fatal(&'static str),
+    /// Abort, reason `op_aborted`.
+    #[error("{0}: aborted")]
+    Aborted(&'static str),
+    /// recourse ended the call itself.
+    #[error("recourse ended the call: {0}")]
+    Recourse(#[from] recourse::Error),
+}
+
+impl OpError {
+    /// The `recourse::Error` inside, if recourse ended the call.
+    pub(crate) fn recourse(&self) -> Option<&recourse::Error> {
+        match self {
+            Self::Recourse(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The kind and tag of an operation error (`None` for recourse's own).
+    pub(crate) fn op(&self) -> Option<(recourse::OutcomeKind, &'static str)> {
+        match *self {
+            Self::Retryable(tag) => Some((recourse::OutcomeKind::Retryable, tag)),
+            Self::Fatal(tag) => Some((recourse::OutcomeKind::NonRetryable, tag)),
+            Self::Aborted(tag) => Some((recourse::OutcomeKind::Abort, tag)),
+            Self::Recourse(_) => None,
+        }
+    }
+}
+
+impl recourse::Classify for OpError {
+    fn classify(&self) -> Option<Outcome> {
+        Some(match self {
+            Self::Retryable(_) => Outcome::retryable().with_reason("op_retryable"),
+            Self::Fatal(_) => Outcome::non_retryable().with_reason("op_fatal"),
+            Self::Aborted(_) => Outcome::abort().with_reason("op_aborted"),
+            Self::Recourse(e) => e.outcome(),
+        })
+    }
+
+    fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self)
+    }
+}
+
+/// Tells whether a future was dropped before it finished: the future holds
+/// a [`DropGuard`] and disarms it when it completes normally.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DropFlag {
+    armed: Counter,
+    dropped: Counter,
+}
+
+impl DropFlag {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// A guard to hold across the awaits that may be cut short.
+    pub(crate) fn guard(&self) -> DropGuard {
+        self.armed.hit();
+        DropGuard { dropped: Some(self.dropped.clone()) }
+    }
+
+    /// How many guards were handed out.
+    pub(crate) fn armed(&self) -> usize {
+        self.armed.get()
+    }
+
+    /// How many guards were dropped without being disarmed.
+    pub(crate) fn dropped(&self) -> usize {
+        self.dropped.get()
+    }
+}
+
+/// See [`DropFlag`].
+#[derive(Debug)]
+pub(crate) struct DropGuard {
+    dropped: Option<Counter>,
+}
+
+impl DropGuard {
+    /// The future finished normally.
+    pub(crate) fn disarm(mut self) {
+        self.dropped = None;
+    }
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        if let Some(dropped) = self.dropped.take() {
+            dropped.hit();
+        }
+    }
+}
+
+/// A tiny seeded xorshift64 generator, for reproducible random scenarios.
+#[derive(Debug, Clone)]
+pub(crate) struct XorShift(u64);
+
+impl XorShift {
+    pub(crate) fn new(seed: u64) -> Self {
+        // Spread small seeds and never start at zero (a fixed point).
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform-ish in `0..n` (`n > 0`).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `percent` / 100.
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A hedge trigger that launches every hedge at once, as soon as the
+/// primary is launched: all attempts of a group race from the start.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Immediate;
+
+impl recourse::hedge::HedgeTrigger for Immediate {
+    fn should_spawn(&self, state: &recourse::hedge::HedgeState<'_>) -> recourse::hedge::TriggerDecision {
+        if state.limit_reached() {
+            recourse::hedge::TriggerDecision::Stop
+        } else {
+            recourse::hedge::TriggerDecision::Spawn
+        }
+    }
 }
