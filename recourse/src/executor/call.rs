@@ -3,6 +3,7 @@
 //! someone is watching, and they change no decision.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
@@ -108,23 +109,9 @@ impl Resolved {
     }
 }
 
-/// A resolution owned by one call, or shared from a call site's cache.
-#[derive(Debug)]
-pub(crate) enum Res {
-    Owned(Resolved),
-    Shared(Arc<Resolved>),
-}
-
-impl std::ops::Deref for Res {
-    type Target = Resolved;
-
-    fn deref(&self) -> &Resolved {
-        match self {
-            Self::Owned(r) => r,
-            Self::Shared(r) => r,
-        }
-    }
-}
+/// A call's resolution: shared with a call site's (or the executor's)
+/// cache, so a call carries a pointer, not the whole resolution.
+pub(crate) type Res = Arc<Resolved>;
 
 fn error_text<E: Classify + 'static>(error: &E) -> String {
     match Classify::as_error(error) {
@@ -201,6 +188,28 @@ impl Inner {
         } else {
             Ok((Arc::new(Policy::clone(&policy).normalized()), note))
         }
+    }
+
+    /// The resolution for a key called without a call site (the function
+    /// form with a string or `PolicyKey`), from the executor's own cache:
+    /// one lock-free map lookup, re-resolved when the generation changes.
+    /// Degraded resolutions (a provider error) are not cached.
+    pub(crate) fn resolve_cached(&self, key: &PolicyKey) -> Result<Res, Error> {
+        let generation = self.generation();
+        if let Some((cached_generation, resolved)) = self.resolved.load().get(key)
+            && *cached_generation == generation
+        {
+            return Ok(Arc::clone(resolved));
+        }
+        let resolved = Arc::new(self.resolve(key, Site::default())?);
+        if resolved.cacheable() {
+            self.resolved.rcu(|map| {
+                let mut map = HashMap::clone(map);
+                map.insert(key.clone(), (generation, Arc::clone(&resolved)));
+                map
+            });
+        }
+        Ok(resolved)
     }
 
     /// Resolves the policy and the classifier for a call.
@@ -286,7 +295,8 @@ impl Inner {
 /// installed, and tells the observer; otherwise every method is a no-op
 /// and nothing allocates.
 struct Recorder<'x> {
-    timeline: Option<Timeline>,
+    /// Boxed: the recorder lives in every call's future, recording or not.
+    timeline: Option<Box<Timeline>>,
     /// Whether a capture is listening (the timeline is then published).
     capture: bool,
     observer: Option<&'x dyn Observer>,
@@ -297,7 +307,7 @@ impl<'x> Recorder<'x> {
     fn new(inner: &'x Inner, key: &'x PolicyKey) -> Self {
         let capture = observe::capture_requested();
         let observer = inner.observer.as_deref();
-        let timeline = (capture || observer.is_some()).then(|| Timeline::new(key.clone(), inner.now()));
+        let timeline = (capture || observer.is_some()).then(|| Box::new(Timeline::new(key.clone(), inner.now())));
         Self { timeline, capture, observer, key }
     }
 
@@ -368,9 +378,9 @@ impl<'x> Recorder<'x> {
 
     /// Ends the call: tells the observer and publishes the timeline to the
     /// enclosing capture. Later calls do nothing.
-    fn finish(&mut self, end: Instant, error: Option<FinalError>) {
+    fn finish(&mut self, end: impl FnOnce() -> Instant, error: Option<FinalError>) {
         let Some(mut t) = self.timeline.take() else { return };
-        t.end = Some(end);
+        t.end = Some(end());
         t.final_error = error;
         if let Some(observer) = self.observer {
             if t.final_error.is_none() {
@@ -380,7 +390,7 @@ impl<'x> Recorder<'x> {
             }
         }
         if self.capture {
-            observe::publish(t);
+            observe::publish(*t);
         }
     }
 }
@@ -512,8 +522,8 @@ pub struct Plan {
     cutoff: Option<Instant>,
     cut: Cut,
     pub(crate) started: Option<Instant>,
-    /// Monotonic start, for the latency tracker.
-    launched: Instant,
+    /// Monotonic start, for the latency tracker (only when hedging).
+    launched: Option<Instant>,
     budget_reason: Cow<'static, str>,
     release: Release,
 }
@@ -527,6 +537,11 @@ impl Plan {
     /// When the attempt's own deadline (or the call's) passes.
     pub(crate) fn cutoff(&self) -> Option<Instant> {
         self.cutoff
+    }
+
+    /// When the attempt was launched (read only while hedging).
+    pub(crate) fn launched(&self) -> Option<Instant> {
+        self.launched
     }
 
     /// Runs one attempt's future under this plan's scope and deadline.
@@ -593,7 +608,7 @@ where
                 }
                 let outcome = error.outcome();
                 let error = E::from(error);
-                rec.finish(inner.now(), Some(final_error(error_text(&error), &outcome)));
+                rec.finish(|| inner.now(), Some(final_error(error_text(&error), &outcome)));
                 return Err(error);
             }
         };
@@ -615,7 +630,7 @@ where
                 let error = Error::CircuitOpen { state: decision.state, reason: decision.reason };
                 let outcome = error.outcome();
                 let error = E::from(error);
-                rec.finish(inner.now(), Some(final_error(error_text(&error), &outcome)));
+                rec.finish(|| inner.now(), Some(final_error(error_text(&error), &outcome)));
                 return Err(error);
             }
             let probe = decision.state == circuit::State::HalfOpen;
@@ -649,7 +664,8 @@ where
             let transition = guard.verdict(verdict);
             self.rec.circuit(transition);
         }
-        self.rec.finish(self.inner.now(), error);
+        let inner = self.inner;
+        self.rec.finish(|| inner.now(), error);
     }
 
     /// Asks the attempt's budget (every attempt, the first included).
@@ -702,8 +718,11 @@ where
     /// A plan for an allowed attempt: scope and deadline.
     fn make_plan(&self, hedge_index: u32, gate: Gate) -> Plan {
         let retry = &self.res.policy.retry;
-        let now = Instant::now();
-        let attempt_cutoff = (!retry.timeout_per_attempt.is_zero()).then(|| now + retry.timeout_per_attempt);
+        // The clock is read only for what needs it: a per-attempt deadline
+        // or the latency tracker (hedging).
+        let now = (!retry.timeout_per_attempt.is_zero() || self.res.tracker.is_some()).then(Instant::now);
+        let attempt_cutoff =
+            now.filter(|_| !retry.timeout_per_attempt.is_zero()).map(|now| now + retry.timeout_per_attempt);
         let (cutoff, cut) = match (attempt_cutoff, self.deadline) {
             (Some(a), Some(d)) if a < d => (Some(a), Cut::Attempt),
             (Some(a), None) => (Some(a), Cut::Attempt),
@@ -712,7 +731,8 @@ where
         let attempt =
             Attempt { retry_index: self.index, hedge_index, policy_id: self.res.policy.id.clone(), deadline: cutoff };
         let started = self.rec.active().then(|| self.inner.now());
-        Plan { attempt, cutoff, cut, started, launched: now, budget_reason: gate.reason, release: gate.release }
+        let launched = now.filter(|_| self.res.tracker.is_some());
+        Plan { attempt, cutoff, cut, started, launched, budget_reason: gate.reason, release: gate.release }
     }
 
     /// Plans the next attempt: asks its budget, then fixes its index, scope
@@ -802,8 +822,8 @@ where
         // Before anything is published, so a caller that sees the result
         // also sees the release.
         plan.release.run();
-        if let Some(tracker) = &self.res.tracker {
-            tracker.record(plan.launched.elapsed());
+        if let (Some(tracker), Some(launched)) = (&self.res.tracker, plan.launched) {
+            tracker.record(launched.elapsed());
         }
         let inner = self.inner;
         let index = self.index;
@@ -913,11 +933,13 @@ where
         if duration.is_zero() {
             return Ok(());
         }
-        let Some(deadline) = self.deadline else {
+        // The default sleeper never needs the race: `decide` starts no sleep
+        // that would cross the deadline. Only a custom sleeper can overrun.
+        let (Some(sleeper), Some(deadline)) = (self.inner.time.custom_sleeper(), self.deadline) else {
             self.inner.time.sleep(duration).await;
             return Ok(());
         };
-        let mut sleep = pin!(self.inner.time.sleep(duration));
+        let mut sleep = sleeper.sleep(duration);
         let mut timer = pin!(tokio::time::sleep_until(deadline));
         let woke = std::future::poll_fn(|cx| {
             if sleep.as_mut().poll(cx).is_ready() {
@@ -1009,7 +1031,7 @@ impl Executor {
             CallKey::Checked(checked) => return checked.site().call(self, op).await,
         };
         let inner = &*self.inner;
-        let res = inner.resolve(&key, Site::default()).map(Res::Owned);
+        let res = inner.resolve_cached(&key);
         match Call::begin(inner, &key, res, false) {
             Ok(call) => drive(call, op).await,
             Err(error) => Err(error),

@@ -41,6 +41,10 @@ struct Group<'g, 'x, F, Fut, E> {
     timers: [Pin<&'g mut Option<Sleep>>; SLOTS],
     plans: [Option<Plan>; SLOTS],
     hedge_timer: Pin<&'g mut Option<Sleep>>,
+    /// When the trigger wants to be asked again; the timer for it is only
+    /// created once the attempts are found pending, so a primary that is
+    /// ready at once never touches the timer wheel.
+    next_check: Option<Instant>,
     started: Instant,
     max_hedges: u32,
     /// 1 + hedges the trigger asked for (launched or denied by their budget).
@@ -76,17 +80,21 @@ where
 
     /// Asks the trigger until it says wait or stop, launching every hedge it
     /// asks for (each gated by the hedge budget).
-    fn evaluate(&mut self) {
+    fn evaluate(&mut self, mut elapsed: Option<Duration>) {
         loop {
             if self.stopped || self.launched > self.max_hedges {
                 self.hedge_timer.set(None);
+                self.next_check = None;
                 return;
             }
-            let latency = self.tracker.as_ref().map_or_else(LatencySnapshot::default, |t| t.snapshot());
+            let latency = match &self.tracker {
+                Some(tracker) if self.trigger.uses_latency() => tracker.snapshot(),
+                _ => LatencySnapshot::default(),
+            };
             let state = HedgeState {
                 attempts_launched: self.launched,
                 max_hedges: self.max_hedges,
-                elapsed: self.started.elapsed(),
+                elapsed: elapsed.take().unwrap_or_else(|| self.started.elapsed()),
                 hedge_delay: self.policy.hedge.delay,
                 latency: &latency,
             };
@@ -99,12 +107,14 @@ where
                     }
                 }
                 TriggerDecision::CheckIn(wait) => {
-                    self.hedge_timer.set(Some(tokio::time::sleep(wait.max(MIN_CHECK_IN))));
+                    self.hedge_timer.set(None);
+                    self.next_check = Some(Instant::now() + wait.max(MIN_CHECK_IN));
                     return;
                 }
                 TriggerDecision::Stop => {
                     self.stopped = true;
                     self.hedge_timer.set(None);
+                    self.next_check = None;
                     return;
                 }
             }
@@ -124,17 +134,38 @@ where
         }
         self.in_flight = 0;
         self.hedge_timer.set(None);
+        self.next_check = None;
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Step<T, E>> {
+        // Attempts first: a primary that is ready at once never registers
+        // the hedge timer with the runtime.
+        if let Poll::Ready(step) = self.poll_attempts(cx) {
+            return Poll::Ready(step);
+        }
         // Hedges only launch while an attempt of the group is in flight.
-        while let Some(timer) = self.hedge_timer.as_mut().as_pin_mut() {
+        let mut launched = false;
+        loop {
+            if let Some(at) = self.next_check.take() {
+                self.hedge_timer.set(Some(tokio::time::sleep_until(at)));
+            }
+            let Some(timer) = self.hedge_timer.as_mut().as_pin_mut() else { break };
             if timer.poll(cx).is_pending() {
                 break;
             }
             self.hedge_timer.set(None);
-            self.evaluate();
+            let before = self.in_flight;
+            self.evaluate(None);
+            launched |= self.in_flight > before;
         }
+        if launched {
+            // New hedges must be polled once to be woken later.
+            return self.poll_attempts(cx);
+        }
+        Poll::Pending
+    }
+
+    fn poll_attempts(&mut self, cx: &mut Context<'_>) -> Poll<Step<T, E>> {
         for slot in 0..SLOTS {
             let Some(future) = self.slots[slot].as_mut().as_pin_mut() else { continue };
             let Some(plan) = self.plans[slot].as_ref() else { continue };
@@ -175,6 +206,7 @@ where
                     }
                     if self.in_flight == 0 {
                         self.hedge_timer.set(None);
+                        self.next_check = None;
                         let (error, outcome) = self.failure.take().expect("a failure was just kept");
                         return Poll::Ready(self.call.decide(error, outcome));
                     }
@@ -217,7 +249,8 @@ where
         timers: [t0.as_mut(), t1.as_mut(), t2.as_mut(), t3.as_mut()],
         plans: [None, None, None, None],
         hedge_timer,
-        started: Instant::now(),
+        next_check: None,
+        started: primary.launched().unwrap_or_else(Instant::now),
         max_hedges,
         launched: 1,
         in_flight: 0,
@@ -225,6 +258,7 @@ where
         failure: None,
     };
     group.launch(0, primary);
-    group.evaluate();
+    // The group has just started: no need to read the clock for it.
+    group.evaluate(Some(Duration::ZERO));
     std::future::poll_fn(|cx| group.poll(cx)).await
 }

@@ -120,6 +120,9 @@ pub(crate) struct Inner {
     pub(crate) recover_panics: bool,
     pub(crate) time: time::Time,
     pub(crate) rng: Rng,
+    /// Resolutions of keys called without a call site, by key (see
+    /// `Inner::resolve_cached`).
+    pub(crate) resolved: arc_swap::ArcSwap<std::collections::HashMap<PolicyKey, (u64, Arc<call::Resolved>)>>,
     /// Shared so unknown keys cost an `Arc` clone, not a policy build.
     pub(crate) default_policy: Arc<Policy>,
     /// The missing-policy `allow` policy: one attempt.
@@ -447,6 +450,7 @@ impl ExecutorBuilder {
                 recover_panics: self.recover_panics,
                 time: self.time,
                 rng: self.seed.map_or_else(Rng::from_entropy, Rng::new),
+                resolved: arc_swap::ArcSwap::default(),
                 default_policy: Arc::new(Policy::default_for(PolicyKey::default())),
                 single_attempt_policy: Arc::new(single.normalized()),
             }),
@@ -466,6 +470,10 @@ struct SharedTrigger(Arc<dyn HedgeTrigger>);
 impl HedgeTrigger for SharedTrigger {
     fn should_spawn(&self, state: &hedge::HedgeState<'_>) -> hedge::TriggerDecision {
         self.0.should_spawn(state)
+    }
+
+    fn uses_latency(&self) -> bool {
+        self.0.uses_latency()
     }
 }
 

@@ -190,17 +190,17 @@ impl CallSite {
             && cached.executor == inner.id
             && cached.generation == generation
         {
-            return Ok(Res::Shared(Arc::clone(&cached.resolved)));
+            return Ok(Arc::clone(&cached.resolved));
         }
         let budgets = self.catalog.as_ref().map_or(&[][..], |spec| spec.budgets);
         let resolved =
             inner.resolve(&self.key, Site { catalog: self.catalog_policy(), classifier: self.classifier, budgets })?;
-        if !resolved.cacheable() {
-            return Ok(Res::Owned(resolved));
-        }
         let resolved = Arc::new(resolved);
+        if !resolved.cacheable() {
+            return Ok(resolved);
+        }
         self.cache.store(Some(Arc::new(Cached { executor: inner.id, generation, resolved: Arc::clone(&resolved) })));
-        Ok(Res::Shared(resolved))
+        Ok(resolved)
     }
 
     /// Starts a call for the sequential (`&mut`) form.

@@ -97,6 +97,11 @@ impl Time {
         }
     }
 
+    /// The custom sleeper, if one is installed.
+    pub(crate) fn custom_sleeper(&self) -> Option<&Arc<dyn Sleeper>> {
+        self.sleeper.as_ref()
+    }
+
     pub(crate) async fn sleep(&self, duration: Duration) {
         match &self.sleeper {
             None => tokio::time::sleep(duration).await,

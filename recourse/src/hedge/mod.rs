@@ -210,6 +210,13 @@ pub enum TriggerDecision {
 pub trait HedgeTrigger: Send + Sync + 'static {
     /// Whether to launch the next hedge now.
     fn should_spawn(&self, state: &HedgeState<'_>) -> TriggerDecision;
+
+    /// Whether [`HedgeState::latency`] is read. A trigger that never looks
+    /// at latencies returns `false`, and the executor then skips computing
+    /// the snapshot for it (it is handed an empty one).
+    fn uses_latency(&self) -> bool {
+        true
+    }
 }
 
 /// A shared trigger is a trigger.
@@ -227,5 +234,9 @@ pub trait HedgeTrigger: Send + Sync + 'static {
 impl<T: HedgeTrigger + ?Sized> HedgeTrigger for Arc<T> {
     fn should_spawn(&self, state: &HedgeState<'_>) -> TriggerDecision {
         (**self).should_spawn(state)
+    }
+
+    fn uses_latency(&self) -> bool {
+        (**self).uses_latency()
     }
 }

@@ -71,6 +71,10 @@ impl HedgeTrigger for FixedDelay {
         let wait = target.saturating_sub(state.elapsed);
         if wait.is_zero() { TriggerDecision::Spawn } else { TriggerDecision::CheckIn(wait) }
     }
+
+    fn uses_latency(&self) -> bool {
+        false
+    }
 }
 
 /// A latency percentile of a [`LatencySnapshot`].

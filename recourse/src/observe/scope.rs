@@ -5,7 +5,7 @@
 //! so concurrent attempts and tasks sharing a thread never see each other's
 //! values. Only `Copy`-cheap data lives here; nothing allocates.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -73,50 +73,64 @@ impl Attempt {
     }
 }
 
-#[derive(Default)]
-struct State {
-    attempt: Option<Attempt>,
+/// The attempt in scope, without its policy id: `Copy`, so entering and
+/// leaving a scope is two `Cell` swaps.
+#[derive(Clone, Copy)]
+struct Core {
+    retry_index: u32,
+    hedge_index: u32,
+    deadline: Option<Instant>,
+    /// Whether `POLICY_ID` holds this attempt's policy id.
+    has_id: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Scope {
+    attempt: Option<Core>,
     capture_requested: bool,
-    published: Option<Timeline>,
 }
 
 thread_local! {
-    static STATE: RefCell<State> = const {
-        RefCell::new(State { attempt: None, capture_requested: false, published: None })
-    };
+    static SCOPE: Cell<Scope> = const { Cell::new(Scope { attempt: None, capture_requested: false }) };
+    /// Touched only for policies that have an id.
+    static POLICY_ID: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    static PUBLISHED: RefCell<Option<Timeline>> = const { RefCell::new(None) };
 }
 
 /// The attempt being polled on this thread, if the caller is inside a
 /// recourse operation.
 pub fn attempt() -> Option<Attempt> {
-    STATE.with(|s| s.borrow().attempt.clone())
+    let core = SCOPE.with(Cell::get).attempt?;
+    let policy_id = if core.has_id { POLICY_ID.with(|id| id.borrow().clone()) } else { None };
+    Some(Attempt { retry_index: core.retry_index, hedge_index: core.hedge_index, policy_id, deadline: core.deadline })
 }
 
 /// Whether a capture is listening for the call starting now.
 pub(crate) fn capture_requested() -> bool {
-    STATE.with(|s| s.borrow().capture_requested)
+    SCOPE.with(Cell::get).capture_requested
 }
 
 /// Hands a finished call's timeline to the enclosing capture.
 pub(crate) fn publish(timeline: Timeline) {
-    STATE.with(|s| s.borrow_mut().published = Some(timeline));
+    PUBLISHED.with(|p| *p.borrow_mut() = Some(timeline));
 }
 
 /// Runs `poll` with `attempt` visible and capture suppressed (a nested call
 /// inside the operation neither sees nor overwrites the outer capture).
 pub(crate) fn enter_attempt<R>(attempt: &Attempt, poll: impl FnOnce() -> R) -> R {
-    let saved = STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        let prev_attempt = s.attempt.replace(attempt.clone());
-        let prev_capture = std::mem::replace(&mut s.capture_requested, false);
-        (prev_attempt, prev_capture)
-    });
+    let core = Core {
+        retry_index: attempt.retry_index,
+        hedge_index: attempt.hedge_index,
+        deadline: attempt.deadline,
+        has_id: attempt.policy_id.is_some(),
+    };
+    let saved = SCOPE.with(|s| s.replace(Scope { attempt: Some(core), capture_requested: false }));
+    let saved_id = attempt.policy_id.as_ref().map(|id| POLICY_ID.with(|p| p.replace(Some(Arc::clone(id)))));
     let result = poll();
-    STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        s.attempt = saved.0;
-        s.capture_requested = saved.1;
-    });
+    if let Some(previous) = saved_id {
+        POLICY_ID.with(|p| *p.borrow_mut() = previous);
+    }
+    SCOPE.with(|s| s.set(saved));
     result
 }
 
@@ -149,19 +163,20 @@ pub async fn capture<F: Future>(future: F) -> (F::Output, Timeline) {
     let mut future = pin!(future);
     let mut captured = None;
     let output = std::future::poll_fn(|cx| {
-        let saved = STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            (std::mem::replace(&mut s.capture_requested, true), s.published.take())
+        let saved_scope = SCOPE.with(|s| {
+            let mut scope = s.get();
+            let saved = scope;
+            scope.capture_requested = true;
+            s.set(scope);
+            saved
         });
+        let saved_published = PUBLISHED.with(|p| p.borrow_mut().take());
         let poll = future.as_mut().poll(cx);
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            if let Some(timeline) = s.published.take() {
-                captured = Some(timeline);
-            }
-            s.capture_requested = saved.0;
-            s.published = saved.1;
-        });
+        if let Some(timeline) = PUBLISHED.with(|p| p.borrow_mut().take()) {
+            captured = Some(timeline);
+        }
+        PUBLISHED.with(|p| *p.borrow_mut() = saved_published);
+        SCOPE.with(|s| s.set(saved_scope));
         poll
     })
     .await;

@@ -1,9 +1,10 @@
 //! The control plane: where policies come from.
 //!
 //! A [`PolicyProvider`] answers "what is the policy for this key?" from
-//! memory, synchronously, on every call, so it must be cheap: a map lookup
-//! and an `Arc` clone. Providers that fetch from elsewhere keep a cache and
-//! refresh it off the call path.
+//! memory, synchronously. The executor caches its answers and asks again
+//! only when [`PolicyProvider::generation`] changes. Providers that fetch
+//! from elsewhere keep a cache, refresh it off the call path, and bump
+//! their generation when an answer changes.
 //!
 //! Answers:
 //! * `Ok(Some(policy))`: use it.
@@ -34,11 +35,13 @@ pub trait PolicyProvider: Send + Sync + 'static {
 
     /// A counter that changes whenever any answer may have changed.
     ///
-    /// `#[recourse]` call sites cache their resolved policy and re-resolve
-    /// only when this changes, so the steady-state call does no lookup. A
+    /// The executor caches every resolved policy (per `#[recourse]` call
+    /// site, and per key for the function form) and re-resolves only when
+    /// this changes, so the steady-state call asks the provider nothing. A
     /// provider whose answers never change keeps the default (always 0);
-    /// one that changes must bump it on every change, or call sites keep
-    /// the old policy. Answers that were errors are never cached.
+    /// one that changes must bump it on every change, or calls keep the old
+    /// policy ([`DynamicProvider`] does). Answers that were errors are
+    /// never cached.
     fn generation(&self) -> u64 {
         0
     }
