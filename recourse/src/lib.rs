@@ -55,6 +55,7 @@ pub mod classify;
 mod error;
 pub mod executor;
 pub mod hedge;
+mod named;
 pub mod observe;
 pub mod policy;
 pub mod provider;

@@ -1,9 +1,7 @@
 //! The budget registry.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use super::{Budget, Unlimited};
 
@@ -14,8 +12,7 @@ use super::{Budget, Unlimited};
 /// changes.
 #[derive(Default)]
 pub struct Registry {
-    entries: RwLock<HashMap<String, Arc<dyn Budget>>>,
-    generation: AtomicU64,
+    entries: crate::named::Named<dyn Budget>,
 }
 
 /// Why a budget could not be registered.
@@ -52,8 +49,7 @@ impl Registry {
         if name.is_empty() {
             return Err(RegisterError::EmptyName);
         }
-        self.entries.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), budget);
-        self.generation.fetch_add(1, Ordering::Release);
+        self.entries.insert(name, budget);
         Ok(())
     }
 
@@ -65,14 +61,7 @@ impl Registry {
         if name.is_empty() {
             return None;
         }
-        if let Some(found) = self.get(name) {
-            return Some(found);
-        }
-        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        let budget = Arc::clone(entries.entry(name.to_owned()).or_insert_with(make));
-        drop(entries);
-        self.generation.fetch_add(1, Ordering::Release);
-        Some(budget)
+        Some(self.entries.get_or_insert_with(name, make))
     }
 
     /// The budget registered under `name` (trimmed).
@@ -81,19 +70,17 @@ impl Registry {
         if name.is_empty() {
             return None;
         }
-        self.entries.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.entries.get(name)
     }
 
     /// A counter that changes whenever a budget is registered.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.entries.generation()
     }
 
     /// The registered names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<_> = self.entries.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
-        names.sort();
-        names
+        self.entries.names()
     }
 }
 

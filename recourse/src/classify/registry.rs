@@ -1,9 +1,7 @@
 //! The classifier registry.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::{AlwaysRetry, Auto, Classifier, NeverRetry};
 
@@ -14,10 +12,7 @@ use super::{AlwaysRetry, Auto, Classifier, NeverRetry};
 /// classifiers that a policy names.
 #[derive(Default)]
 pub struct Registry {
-    entries: RwLock<HashMap<String, Arc<dyn Classifier>>>,
-    /// Bumped on every registration so call sites that cached a lookup
-    /// notice (one atomic load per call instead of a locked map lookup).
-    generation: AtomicU64,
+    entries: crate::named::Named<dyn Classifier>,
 }
 
 impl Registry {
@@ -51,13 +46,12 @@ impl Registry {
         if name.is_empty() {
             return;
         }
-        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), classifier);
-        self.generation.fetch_add(1, Ordering::Release);
+        self.entries.insert(name, classifier);
     }
 
     /// A counter that changes whenever a classifier is registered.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.entries.generation()
     }
 
     /// The classifier registered under `name` (trimmed).
@@ -66,15 +60,12 @@ impl Registry {
         if name.is_empty() {
             return None;
         }
-        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+        self.entries.get(name)
     }
 
     /// The registered names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<_> =
-            self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect();
-        names.sort();
-        names
+        self.entries.names()
     }
 }
 

@@ -1,9 +1,7 @@
 //! The trigger registry.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use super::{FixedDelay, HedgeTrigger, LatencyTrigger, Percentile};
 
@@ -29,8 +27,7 @@ use super::{FixedDelay, HedgeTrigger, LatencyTrigger, Percentile};
 /// ```
 #[derive(Default)]
 pub struct Registry {
-    entries: RwLock<HashMap<String, Arc<dyn HedgeTrigger>>>,
-    generation: AtomicU64,
+    entries: crate::named::Named<dyn HedgeTrigger>,
 }
 
 /// Why a trigger could not be registered.
@@ -113,8 +110,7 @@ impl Registry {
         if name.is_empty() {
             return Err(RegisterError::EmptyName);
         }
-        self.entries.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), trigger);
-        self.generation.fetch_add(1, Ordering::Release);
+        self.entries.insert(name, trigger);
         Ok(())
     }
 
@@ -128,7 +124,7 @@ impl Registry {
     /// assert!(triggers.get("P95").is_none());
     /// ```
     pub fn get(&self, name: &str) -> Option<Arc<dyn HedgeTrigger>> {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.entries.get(name)
     }
 
     /// A counter that changes whenever a trigger is registered.
@@ -142,7 +138,7 @@ impl Registry {
     /// assert_ne!(triggers.generation(), before);
     /// ```
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.entries.generation()
     }
 
     /// The registered names, sorted.
@@ -156,9 +152,7 @@ impl Registry {
     /// assert_eq!(triggers.names(), ["a", "b"]);
     /// ```
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<_> = self.entries.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
-        names.sort();
-        names
+        self.entries.names()
     }
 }
 
