@@ -85,12 +85,12 @@ pub use policy::{Policy, PolicyKey};
 /// assert_eq!(answer.unwrap(), 42);
 /// # }
 /// ```
-pub async fn call<K, F, Fut, T, E>(key: K, op: F) -> Result<T, E>
+pub fn call<K, F, Fut, T, E>(key: K, op: F) -> impl Future<Output = Result<T, E>>
 where
     K: Into<CallKey>,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
-    global().call(key, op).await
+    global().call(key, op)
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::backoff::{compute_sleep, next_backoff};
-use super::site::{BudgetDecl, CallKey};
+use super::site::{BudgetDecl, CallKey, CallSite};
 use super::{Executor, FailureMode, Inner};
 use crate::budget::{AttemptKind, Budget, BudgetDecisionEvent, Release, reason};
 use crate::circuit::{self, Breaker, Transition};
@@ -959,14 +959,30 @@ where
     }
 }
 
-/// The closure form's attempt loop: one attempt, or a hedged retry group,
-/// per iteration.
-pub(crate) async fn drive<F, Fut, T, E>(mut call: Call<'_, E>, mut op: F) -> Result<T, E>
+/// Where a call's resolution comes from.
+pub(crate) enum Source<'x> {
+    /// A `#[recourse]` function's or `key!`'s call site (with its cache).
+    Site(&'x CallSite),
+    /// A key called without a call site (the executor's own cache).
+    Key(PolicyKey),
+}
+
+/// The closure form: resolution at the first poll (so a capture around the
+/// future is seen), then one attempt, or a hedged retry group, per
+/// iteration. Written as one flat async fn, with the attempt's deadline
+/// timer inline, so a call's future nests as few futures as possible: each
+/// level of nesting is a copy of the whole future when it is created.
+pub(crate) async fn drive<F, Fut, T, E>(inner: &Inner, source: Source<'_>, mut op: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
+    let (key, res) = match &source {
+        Source::Site(site) => (site.key(), site.resolve(inner)),
+        Source::Key(key) => (key, inner.resolve_cached(key)),
+    };
+    let mut call = Call::<'_, E>::begin(inner, key, res, false)?;
     loop {
         let plan = call.plan()?;
         let step = if call.hedging {
@@ -975,11 +991,28 @@ where
             // times larger, hedged or not. One allocation per hedged group.
             Box::pin(super::group::run(&mut call, plan, &mut op)).await
         } else {
-            // The operation is created inside the attempt's scope too, so
-            // `recourse::attempt()` works in the closure as well as the
-            // future.
-            let future = observe::enter_attempt(&plan.attempt, &mut op);
-            let result = plan.run(future).await;
+            // The operation is created at the first poll, inside the same
+            // attempt scope, so `recourse::attempt()` works in the closure
+            // as well as the future, for one scope entry per poll.
+            let mut future = pin!(None::<Fut>);
+            let mut timer = pin!(plan.cutoff.map(tokio::time::sleep_until));
+            let attempt = &plan.attempt;
+            let result = std::future::poll_fn(|cx| {
+                let polled = observe::enter_attempt(attempt, || {
+                    if future.is_none() {
+                        future.set(Some(op()));
+                    }
+                    future.as_mut().as_pin_mut().map(|future| future.poll(cx))
+                });
+                if let Some(Poll::Ready(output)) = polled {
+                    return Poll::Ready(Some(output));
+                }
+                match timer.as_mut().as_pin_mut() {
+                    Some(timer) => timer.poll(cx).map(|()| None),
+                    None => Poll::Pending,
+                }
+            })
+            .await;
             call.settle(plan, result)
         };
         match step {
@@ -1019,23 +1052,18 @@ impl Executor {
     /// assert_eq!(calls, 1, "NotFound is not retryable");
     /// # }
     /// ```
-    pub async fn call<K, F, Fut, T, E>(&self, key: K, op: F) -> Result<T, E>
+    pub fn call<K, F, Fut, T, E>(&self, key: K, op: F) -> impl Future<Output = Result<T, E>>
     where
         K: Into<CallKey>,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error> + 'static,
     {
-        let key = match key.into() {
-            CallKey::Key(key) => key,
-            CallKey::Checked(checked) => return checked.site().call(self, op).await,
+        let source = match key.into() {
+            CallKey::Key(key) => Source::Key(key),
+            CallKey::Checked(checked) => Source::Site(checked.site()),
         };
-        let inner = &*self.inner;
-        let res = inner.resolve_cached(&key);
-        match Call::begin(inner, &key, res, false) {
-            Ok(call) => drive(call, op).await,
-            Err(error) => Err(error),
-        }
+        drive(&self.inner, source, op)
     }
 }
 

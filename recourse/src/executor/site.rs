@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::Executor;
-use super::call::{Call, Res, Resolved, Site, drive};
+use super::call::{Call, Res, Resolved, Site, Source, drive};
+use super::{Executor, Inner};
 use crate::budget::{Budget, TokenBucket, Unlimited};
 use crate::classify::Classify;
 use crate::error::Error;
@@ -183,8 +183,7 @@ impl CallSite {
         Some(self.catalog_policy.get_or_init(|| Arc::new(spec.to_policy(self.key.clone()))))
     }
 
-    fn resolve(&self, executor: &Executor) -> Result<Res, Error> {
-        let inner = &*executor.inner;
+    pub(crate) fn resolve(&self, inner: &Inner) -> Result<Res, Error> {
         let generation = inner.generation();
         if let Some(cached) = &*self.cache.load()
             && cached.executor == inner.id
@@ -208,20 +207,17 @@ impl CallSite {
     where
         E: Classify + From<Error> + 'static,
     {
-        Call::begin(&executor.inner, &self.key, self.resolve(executor), true)
+        Call::begin(&executor.inner, &self.key, self.resolve(&executor.inner), true)
     }
 
     /// Runs `op` under this call site's policy (the closure form).
-    pub async fn call<F, Fut, T, E>(&self, executor: &Executor, op: F) -> Result<T, E>
+    pub fn call<F, Fut, T, E>(&self, executor: &Executor, op: F) -> impl Future<Output = Result<T, E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error> + 'static,
     {
-        match Call::begin(&executor.inner, &self.key, self.resolve(executor), false) {
-            Ok(call) => drive(call, op).await,
-            Err(error) => Err(error),
-        }
+        drive(&executor.inner, Source::Site(self), op)
     }
 }
 
