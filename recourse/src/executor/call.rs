@@ -93,6 +93,9 @@ pub(crate) struct Resolved {
     pub(crate) trigger_note: Option<String>,
     /// The key's latency tracker, fed while hedging is enabled.
     pub(crate) tracker: Option<Arc<LatencyTracker>>,
+    /// Nothing to gate, time, break or observe: a first attempt that
+    /// succeeds needs no bookkeeping at all (see `drive`).
+    pub(crate) plain: bool,
 }
 
 impl std::fmt::Debug for Resolved {
@@ -107,6 +110,11 @@ impl Resolved {
     pub(crate) fn cacheable(&self) -> bool {
         self.note.is_none()
     }
+}
+
+/// What a plain first attempt needs from the cached resolution.
+pub(crate) struct Lean {
+    pub(crate) policy_id: Option<Arc<str>>,
 }
 
 /// A call's resolution: shared with a call site's (or the executor's)
@@ -212,6 +220,16 @@ impl Inner {
         Ok(resolved)
     }
 
+    /// The policy id of `key`'s cached resolution when it is current and
+    /// plain (see `Resolved::plain`); `None` sends the call down the full
+    /// path, which also fills the cache.
+    pub(crate) fn peek_plain(&self, key: &PolicyKey) -> Option<Lean> {
+        let generation = self.generation();
+        let cache = self.resolved.load();
+        let (cached_generation, resolved) = cache.get(key)?;
+        (*cached_generation == generation && resolved.plain).then(|| Lean { policy_id: resolved.policy.id.clone() })
+    }
+
     /// Resolves the policy and the classifier for a call.
     pub(crate) fn resolve(&self, key: &PolicyKey, site: Site<'_>) -> Result<Resolved, Error> {
         let (policy, note) = self.resolve_policy(key, site.catalog)?;
@@ -234,6 +252,14 @@ impl Inner {
         } else {
             (None, None, None)
         };
+        let plain = matches!(retry_budget, BudgetSlot::Unbudgeted)
+            && breaker.is_none()
+            && !policy.hedge.enabled
+            && policy.retry.timeout_per_attempt.is_zero()
+            && policy.retry.overall_timeout.is_zero()
+            && note.is_none()
+            && fallback_from.is_none()
+            && self.observer.is_none();
         Ok(Resolved {
             policy,
             classifier,
@@ -245,6 +271,7 @@ impl Inner {
             trigger,
             trigger_note,
             tracker,
+            plain,
         })
     }
 
@@ -978,11 +1005,49 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
+    // A plain policy (no budget, breaker, hedging, deadline or observer)
+    // and no capture listening: the first attempt runs without the
+    // engine's bookkeeping, because on success there is nothing to decide
+    // or record. The cached resolution is only peeked at (no reference
+    // count is taken, so concurrent calls share nothing they write). A
+    // failure enters the engine exactly where a planned first attempt
+    // would have, so every decision is the engine's.
+    let lean = match &source {
+        Source::Site(site) => site.peek_plain(inner),
+        Source::Key(key) => inner.peek_plain(key),
+    };
+    let mut first = None;
+    if let Some(lean) = lean
+        && !observe::capture_requested()
+    {
+        let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: lean.policy_id, deadline: None };
+        let mut future = pin!(None::<Fut>);
+        let result = std::future::poll_fn(|cx| {
+            observe::enter_attempt(&attempt, || {
+                if future.is_none() {
+                    future.set(Some(op()));
+                }
+                future.as_mut().as_pin_mut().map_or(Poll::Pending, |future| future.poll(cx))
+            })
+        })
+        .await;
+        match result {
+            Ok(value) => return Ok(value),
+            Err(error) => first = Some(error),
+        }
+    }
     let (key, res) = match &source {
         Source::Site(site) => (site.key(), site.resolve(inner)),
         Source::Key(key) => (key, inner.resolve_cached(key)),
     };
     let mut call = Call::<'_, E>::begin(inner, key, res, false)?;
+    if let Some(error) = first {
+        let plan = call.plan()?;
+        match call.settle(plan, Some(Err(error))) {
+            Step::Done(result) => return result,
+            Step::Sleep(duration) => call.sleep(duration).await?,
+        }
+    }
     loop {
         let plan = call.plan()?;
         let step = if call.hedging {

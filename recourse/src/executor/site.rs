@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::call::{Call, Res, Resolved, Site, Source, drive};
+use super::call::{Call, Lean, Res, Resolved, Site, Source, drive};
 use super::{Executor, Inner};
 use crate::budget::{Budget, TokenBucket, Unlimited};
 use crate::classify::Classify;
@@ -181,6 +181,16 @@ impl CallSite {
     pub fn catalog_policy(&self) -> Option<&Arc<Policy>> {
         let spec = self.catalog.as_ref()?;
         Some(self.catalog_policy.get_or_init(|| Arc::new(spec.to_policy(self.key.clone()))))
+    }
+
+    /// The policy id of this site's cached resolution when it is current
+    /// and plain; `None` sends the call down the full path.
+    pub(crate) fn peek_plain(&self, inner: &Inner) -> Option<Lean> {
+        let generation = inner.generation();
+        let cached = self.cache.load();
+        let cached = cached.as_ref()?;
+        (cached.executor == inner.id && cached.generation == generation && cached.resolved.plain)
+            .then(|| Lean { policy_id: cached.resolved.policy.id.clone() })
     }
 
     pub(crate) fn resolve(&self, inner: &Inner) -> Result<Res, Error> {
