@@ -986,6 +986,27 @@ where
     }
 }
 
+/// A plain first attempt: the operation created and polled inside its
+/// attempt scope, nothing else. Its own small future, so its locals do not
+/// widen the engine's.
+async fn lean_attempt<F, Fut, T, E>(lean: Lean, op: &mut F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: lean.policy_id, deadline: None };
+    let mut future = pin!(None::<Fut>);
+    std::future::poll_fn(|cx| {
+        observe::enter_attempt(&attempt, || {
+            if future.is_none() {
+                future.set(Some(op()));
+            }
+            future.as_mut().as_pin_mut().map_or(Poll::Pending, |future| future.poll(cx))
+        })
+    })
+    .await
+}
+
 /// Where a call's resolution comes from.
 pub(crate) enum Source<'x> {
     /// A `#[recourse]` function's or `key!`'s call site (with its cache).
@@ -1020,18 +1041,7 @@ where
     if let Some(lean) = lean
         && !observe::capture_requested()
     {
-        let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: lean.policy_id, deadline: None };
-        let mut future = pin!(None::<Fut>);
-        let result = std::future::poll_fn(|cx| {
-            observe::enter_attempt(&attempt, || {
-                if future.is_none() {
-                    future.set(Some(op()));
-                }
-                future.as_mut().as_pin_mut().map_or(Poll::Pending, |future| future.poll(cx))
-            })
-        })
-        .await;
-        match result {
+        match lean_attempt(lean, &mut op).await {
             Ok(value) => return Ok(value),
             Err(error) => first = Some(error),
         }
