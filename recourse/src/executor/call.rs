@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -429,23 +429,44 @@ enum Cut {
     Overall,
 }
 
-/// Polls `future` with `attempt` in scope, until it completes or `cutoff`
-/// passes (then it is dropped, which cancels it).
-async fn run_attempt<F: Future>(attempt: &Attempt, future: F, cutoff: Option<Instant>) -> Option<F::Output> {
-    let mut future = pin!(future);
-    match cutoff {
-        None => Some(observe::scoped(attempt, future).await),
-        Some(at) => {
-            let mut timer = pin!(tokio::time::sleep_until(at));
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(output) = observe::enter_attempt(attempt, || future.as_mut().poll(cx)) {
-                    return Poll::Ready(Some(output));
-                }
-                timer.as_mut().poll(cx).map(|()| None)
-            })
-            .await
+/// Polls one attempt inside its scope, creating its future with `make` at
+/// the first poll, so `recourse::attempt()` works in the operation's
+/// closure as well as its future. Every attempt of every form is polled
+/// through here.
+fn poll_attempt<Fut: Future>(
+    cx: &mut Context<'_>,
+    attempt: &Attempt,
+    make: &mut Option<impl FnOnce() -> Fut>,
+    mut future: Pin<&mut Option<Fut>>,
+) -> Poll<Fut::Output> {
+    observe::enter_attempt(attempt, || {
+        if let Some(make) = make.take() {
+            future.set(Some(make()));
         }
-    }
+        future.as_mut().as_pin_mut().map_or(Poll::Pending, |future| future.poll(cx))
+    })
+}
+
+/// Runs one attempt until it completes or `cutoff` passes (then it is
+/// dropped, which cancels it).
+async fn run_attempt<Fut: Future>(
+    attempt: &Attempt,
+    make: impl FnOnce() -> Fut,
+    cutoff: Option<Instant>,
+) -> Option<Fut::Output> {
+    let mut make = Some(make);
+    let mut future = pin!(None::<Fut>);
+    let mut timer = pin!(cutoff.map(tokio::time::sleep_until));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = poll_attempt(cx, attempt, &mut make, future.as_mut()) {
+            return Poll::Ready(Some(output));
+        }
+        match timer.as_mut().as_pin_mut() {
+            Some(timer) => timer.poll(cx).map(|()| None),
+            None => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// One call in progress: the state the attempt loop carries between
@@ -573,7 +594,7 @@ impl Plan {
 
     /// Runs one attempt's future under this plan's scope and deadline.
     pub async fn run<F: Future>(&self, future: F) -> Option<F::Output> {
-        run_attempt(&self.attempt, future, self.cutoff).await
+        run_attempt(&self.attempt, || future, self.cutoff).await
     }
 }
 
@@ -986,27 +1007,6 @@ where
     }
 }
 
-/// A plain first attempt: the operation created and polled inside its
-/// attempt scope, nothing else. Its own small future, so its locals do not
-/// widen the engine's.
-async fn lean_attempt<F, Fut, T, E>(lean: Lean, op: &mut F) -> Result<T, E>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: lean.policy_id, deadline: None };
-    let mut future = pin!(None::<Fut>);
-    std::future::poll_fn(|cx| {
-        observe::enter_attempt(&attempt, || {
-            if future.is_none() {
-                future.set(Some(op()));
-            }
-            future.as_mut().as_pin_mut().map_or(Poll::Pending, |future| future.poll(cx))
-        })
-    })
-    .await
-}
-
 /// Where a call's resolution comes from.
 pub(crate) enum Source<'x> {
     /// A `#[recourse]` function's or `key!`'s call site (with its cache).
@@ -1041,7 +1041,12 @@ where
     if let Some(lean) = lean
         && !observe::capture_requested()
     {
-        match lean_attempt(lean, &mut op).await {
+        // No deadline, so no timer: the attempt is polled directly, which
+        // keeps the plain call's future small.
+        let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: lean.policy_id, deadline: None };
+        let mut make = Some(&mut op);
+        let mut future = pin!(None::<Fut>);
+        match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
             Ok(value) => return Ok(value),
             Err(error) => first = Some(error),
         }
@@ -1066,28 +1071,7 @@ where
             // times larger, hedged or not. One allocation per hedged group.
             Box::pin(super::group::run(&mut call, plan, &mut op)).await
         } else {
-            // The operation is created at the first poll, inside the same
-            // attempt scope, so `recourse::attempt()` works in the closure
-            // as well as the future, for one scope entry per poll.
-            let mut future = pin!(None::<Fut>);
-            let mut timer = pin!(plan.cutoff.map(tokio::time::sleep_until));
-            let attempt = &plan.attempt;
-            let result = std::future::poll_fn(|cx| {
-                let polled = observe::enter_attempt(attempt, || {
-                    if future.is_none() {
-                        future.set(Some(op()));
-                    }
-                    future.as_mut().as_pin_mut().map(|future| future.poll(cx))
-                });
-                if let Some(Poll::Ready(output)) = polled {
-                    return Poll::Ready(Some(output));
-                }
-                match timer.as_mut().as_pin_mut() {
-                    Some(timer) => timer.poll(cx).map(|()| None),
-                    None => Poll::Pending,
-                }
-            })
-            .await;
+            let result = run_attempt(&plan.attempt, &mut op, plan.cutoff).await;
             call.settle(plan, result)
         };
         match step {

@@ -182,9 +182,3 @@ pub async fn capture<F: Future>(future: F) -> (F::Output, Timeline) {
     .await;
     (output, captured.unwrap_or_else(|| Timeline::empty(start)))
 }
-
-/// Polls `future` with `attempt` in scope on every poll.
-pub(crate) async fn scoped<F: Future>(attempt: &Attempt, future: F) -> F::Output {
-    let mut future = pin!(future);
-    std::future::poll_fn(|cx| enter_attempt(attempt, || future.as_mut().poll(cx))).await
-}
