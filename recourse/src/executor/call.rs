@@ -112,9 +112,24 @@ impl Resolved {
     }
 }
 
-/// What a plain first attempt needs from the cached resolution.
-pub(crate) struct Lean {
-    pub(crate) policy_id: Option<Arc<str>>,
+/// A call's look at its cache, before anything else.
+pub(crate) enum Lookup {
+    /// Current and plain: all the plain first attempt needs is the policy id.
+    Plain { policy_id: Option<Arc<str>> },
+    /// Current.
+    Current(Res),
+    /// Missing or out of date: resolve.
+    Stale,
+}
+
+impl Lookup {
+    pub(crate) fn current(resolved: &Arc<Resolved>) -> Self {
+        if resolved.plain {
+            Self::Plain { policy_id: resolved.policy.id.clone() }
+        } else {
+            Self::Current(Arc::clone(resolved))
+        }
+    }
 }
 
 /// A call's resolution: shared with a call site's (or the executor's)
@@ -220,14 +235,13 @@ impl Inner {
         Ok(resolved)
     }
 
-    /// The policy id of `key`'s cached resolution when it is current and
-    /// plain (see `Resolved::plain`); `None` sends the call down the full
-    /// path, which also fills the cache.
-    pub(crate) fn peek_plain(&self, key: &PolicyKey) -> Option<Lean> {
+    /// `key`'s cached resolution for a call (see `CallSite::lookup`).
+    pub(crate) fn lookup(&self, key: &PolicyKey) -> Lookup {
         let generation = self.generation();
-        let cache = self.resolved.load();
-        let (cached_generation, resolved) = cache.get(key)?;
-        (*cached_generation == generation && resolved.plain).then(|| Lean { policy_id: resolved.policy.id.clone() })
+        match self.resolved.load().get(key) {
+            Some((cached_generation, resolved)) if *cached_generation == generation => Lookup::current(resolved),
+            _ => Lookup::Stale,
+        }
     }
 
     /// Resolves the policy and the classifier for a call.
@@ -1033,27 +1047,32 @@ where
     // count is taken, so concurrent calls share nothing they write). A
     // failure enters the engine exactly where a planned first attempt
     // would have, so every decision is the engine's.
-    let lean = match &source {
-        Source::Site(site) => site.peek_plain(inner),
-        Source::Key(key) => inner.peek_plain(key),
+    let lookup = match &source {
+        Source::Site(site) => site.lookup(inner),
+        Source::Key(key) => inner.lookup(key),
     };
     let mut first = None;
-    if let Some(lean) = lean
-        && !observe::capture_requested()
-    {
-        // No deadline, so no timer: the attempt is polled directly, which
-        // keeps the plain call's future small.
-        let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: lean.policy_id, deadline: None };
-        let mut make = Some(&mut op);
-        let mut future = pin!(None::<Fut>);
-        match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
-            Ok(value) => return Ok(value),
-            Err(error) => first = Some(error),
+    let mut current = None;
+    match lookup {
+        Lookup::Plain { policy_id } if !observe::capture_requested() => {
+            // No deadline, so no timer: the attempt is polled directly,
+            // which keeps the plain call's future small.
+            let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id, deadline: None };
+            let mut make = Some(&mut op);
+            let mut future = pin!(None::<Fut>);
+            match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
+                Ok(value) => return Ok(value),
+                Err(error) => first = Some(error),
+            }
         }
+        Lookup::Current(resolved) => current = Some(resolved),
+        Lookup::Plain { .. } | Lookup::Stale => {}
     }
-    let (key, res) = match &source {
-        Source::Site(site) => (site.key(), site.resolve(inner)),
-        Source::Key(key) => (key, inner.resolve_cached(key)),
+    let (key, res) = match (&source, current) {
+        (Source::Site(site), Some(resolved)) => (site.key(), Ok(resolved)),
+        (Source::Key(key), Some(resolved)) => (key, Ok(resolved)),
+        (Source::Site(site), None) => (site.key(), site.resolve(inner)),
+        (Source::Key(key), None) => (key, inner.resolve_cached(key)),
     };
     let mut call = Call::<'_, E>::begin(inner, key, res, false)?;
     if let Some(error) = first {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::call::{Call, Lean, Res, Resolved, Site, Source, drive};
+use super::call::{Call, Lookup, Res, Resolved, Site, Source, drive};
 use super::{Executor, Inner};
 use crate::budget::{Budget, TokenBucket, Unlimited};
 use crate::classify::Classify;
@@ -183,14 +183,18 @@ impl CallSite {
         Some(self.catalog_policy.get_or_init(|| Arc::new(spec.to_policy(self.key.clone()))))
     }
 
-    /// The policy id of this site's cached resolution when it is current
-    /// and plain; `None` sends the call down the full path.
-    pub(crate) fn peek_plain(&self, inner: &Inner) -> Option<Lean> {
+    /// The cached resolution for a call: when it is current and plain, only
+    /// what the plain first attempt needs (no reference count is taken);
+    /// when current, a shared copy; otherwise `Stale`.
+    pub(crate) fn lookup(&self, inner: &Inner) -> Lookup {
         let generation = inner.generation();
         let cached = self.cache.load();
-        let cached = cached.as_ref()?;
-        (cached.executor == inner.id && cached.generation == generation && cached.resolved.plain)
-            .then(|| Lean { policy_id: cached.resolved.policy.id.clone() })
+        match cached.as_ref() {
+            Some(cached) if cached.executor == inner.id && cached.generation == generation => {
+                Lookup::current(&cached.resolved)
+            }
+            _ => Lookup::Stale,
+        }
     }
 
     pub(crate) fn resolve(&self, inner: &Inner) -> Result<Res, Error> {
