@@ -1,23 +1,92 @@
 //! Instruction counts per call, for profiling the call path: run N calls of
-//! the S1 scenario (a `key!` call that succeeds at once) under callgrind
-//! twice and divide the difference by the difference in N:
+//! the S1 scenario (a `key!` call that succeeds at once) or, with `s2` as the
+//! second argument, the S2 scenario (two failures, then a success, sleeps
+//! bypassed) under callgrind twice and divide the difference by the
+//! difference in N:
 //!
 //! ```sh
 //! cargo build --release -p recourse-benches --example instructions
-//! valgrind --tool=callgrind target/release/examples/instructions 10000
-//! valgrind --tool=callgrind target/release/examples/instructions 20000
+//! valgrind --tool=callgrind target/release/examples/instructions 10000 [s2]
+//! valgrind --tool=callgrind target/release/examples/instructions 20000 [s2]
 //! ```
 #![allow(missing_docs)]
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use recourse::executor::{SleepFuture, Sleeper};
 use recourse::policy::Policy;
+
+#[derive(Debug, recourse::Classifier)]
+enum Failure {
+    #[classify(retryable)]
+    Transient,
+    Recourse(recourse::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failure")
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<recourse::Error> for Failure {
+    fn from(error: recourse::Error) -> Self {
+        Self::Recourse(error)
+    }
+}
+
+/// A sleep that is over at once; zero-sized, so its box does not allocate.
+struct Done;
+
+impl Future for Done {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+struct NoSleep;
+
+impl Sleeper for NoSleep {
+    fn sleep(&self, _: Duration) -> SleepFuture {
+        Box::pin(Done)
+    }
+}
+
 fn main() {
-    let exec = recourse::Executor::builder().policy(Policy::builder("bench.Plain").build()).build();
+    let exec = recourse::Executor::builder()
+        .policy(Policy::builder("bench.Plain").build())
+        .policy(Policy::builder("bench.Flaky").max_attempts(3).build())
+        .sleeper(NoSleep)
+        .build();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let n: u64 = std::env::args().nth(1).map_or(100_000, |s| s.parse().unwrap());
+    let s2 = std::env::args().nth(2).is_some_and(|s| s == "s2");
     rt.block_on(async {
-        let key = recourse::key!("bench.Plain");
         let mut sum = 0u64;
-        for i in 0..n {
-            sum += exec.call(key, || async move { Ok::<u64, std::io::Error>(std::hint::black_box(i)) }).await.unwrap();
+        if s2 {
+            let key = recourse::key!("bench.Flaky");
+            let mut attempts = 0u64;
+            for i in 0..n {
+                sum += exec
+                    .call(key, || {
+                        attempts += 1;
+                        let fail = !attempts.is_multiple_of(3);
+                        async move { if fail { Err(Failure::Transient) } else { Ok(std::hint::black_box(i)) } }
+                    })
+                    .await
+                    .unwrap();
+            }
+        } else {
+            let key = recourse::key!("bench.Plain");
+            for i in 0..n {
+                sum += exec.call(key, || async move { Ok::<u64, Failure>(std::hint::black_box(i)) }).await.unwrap();
+            }
         }
         std::hint::black_box(sum);
     });

@@ -159,6 +159,19 @@ impl Inner {
             .wrapping_add(self.circuits.generation())
     }
 
+    /// One word naming this executor at `generation`, for call sites to
+    /// remember "my resolution here is plain" without a cache load (see
+    /// `CallSite::lookup`). `None` (never remembered) once the executor id
+    /// or the generation outgrows its bits, so two different pairs never
+    /// share a stamp.
+    pub(crate) fn stamp(&self, generation: u64) -> Option<u64> {
+        const GENERATION_BITS: u32 = 40;
+        if self.id >= 1 << (64 - GENERATION_BITS - 1) || generation >= 1 << GENERATION_BITS {
+            return None;
+        }
+        Some(((self.id + 1) << GENERATION_BITS) | generation)
+    }
+
     /// Looks a policy's budget up once per resolution; a budget declared in
     /// the call site's catalog is created on first use unless registered in
     /// code.
@@ -1029,6 +1042,52 @@ pub(crate) enum Source<'x> {
     Key(PolicyKey),
 }
 
+/// The retries of a plain policy's call after its first attempt failed.
+/// For a plain policy the engine's plan, settle and sleep reduce to
+/// classify, count, back off and sleep (nothing to gate, time, break or
+/// record), so that is all this does; `tests/tests/lean.rs` checks that it
+/// decides exactly as the engine does. Its own async fn, so its state
+/// overlaps the engine's in `drive`'s future instead of adding to it.
+async fn lean_retries<F, Fut, T, E>(
+    inner: &Inner,
+    key: &PolicyKey,
+    resolved: Res,
+    mut error: E,
+    mut op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Classify + From<Error> + 'static,
+{
+    let retry = &resolved.policy.retry;
+    let mut attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: resolved.policy.id.clone(), deadline: None };
+    let mut base = retry.initial_backoff;
+    loop {
+        let outcome = match inner.classify(key, resolved.classifier.as_ref(), &error) {
+            Ok(outcome) => outcome,
+            Err(panic) => return Err(E::from(Error::Panic(panic))),
+        };
+        if outcome.kind != OutcomeKind::Retryable || attempt.retry_index + 1 >= retry.max_attempts.max(1) {
+            return Err(error);
+        }
+        let unit = if retry.jitter == Jitter::None { 0.0 } else { inner.rng.next_unit() };
+        let sleep = compute_sleep(base, retry, outcome.backoff, unit);
+        base = next_backoff(base, retry);
+        attempt.retry_index += 1;
+        drop(error);
+        if !sleep.is_zero() {
+            inner.time.sleep(sleep).await;
+        }
+        let mut make = Some(&mut op);
+        let mut future = pin!(None::<Fut>);
+        match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
+            Ok(value) => return Ok(value),
+            Err(next) => error = next,
+        }
+    }
+}
+
 /// The closure form: resolution at the first poll (so a capture around the
 /// future is seen), then one attempt, or a hedged retry group, per
 /// iteration. Written as one flat async fn, with the attempt's deadline
@@ -1045,35 +1104,63 @@ where
     // engine's bookkeeping, because on success there is nothing to decide
     // or record. The cached resolution is only peeked at (no reference
     // count is taken, so concurrent calls share nothing they write). A
-    // failure enters the engine exactly where a planned first attempt
-    // would have, so every decision is the engine's.
+    // failure goes on in `lean_retries` while the policy is still plain,
+    // else it enters the engine exactly where a planned first attempt
+    // would have.
     let lookup = match &source {
         Source::Site(site) => site.lookup(inner),
         Source::Key(key) => inner.lookup(key),
     };
-    let mut first = None;
-    let mut current = None;
-    match lookup {
+    let key = match &source {
+        Source::Site(site) => site.key(),
+        Source::Key(key) => key,
+    };
+    let resolve = || match &source {
+        Source::Site(site) => site.resolve(inner),
+        Source::Key(key) => inner.resolve_cached(key),
+    };
+    let (first, res) = match lookup {
         Lookup::Plain { policy_id } if !observe::capture_requested() => {
             // No deadline, so no timer: the attempt is polled directly,
-            // which keeps the plain call's future small.
-            let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id, deadline: None };
-            let mut make = Some(&mut op);
-            let mut future = pin!(None::<Fut>);
-            match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
-                Ok(value) => return Ok(value),
-                Err(error) => first = Some(error),
+            // which keeps the plain call's future small. Its own block, so
+            // its state is dead (and its bytes reused) once it is over.
+            let error = {
+                let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id, deadline: None };
+                let mut make = Some(&mut op);
+                let mut future = pin!(None::<Fut>);
+                match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
+                    Ok(value) => return Ok(value),
+                    Err(error) => error,
+                }
+            };
+            // A plain policy's retries run in the lean loop, unless the
+            // resolution stopped being plain: then the engine takes over.
+            match resolve() {
+                Ok(resolved) if resolved.plain => return lean_retries(inner, key, resolved, error, op).await,
+                resolved => (Some(error), resolved),
             }
         }
-        Lookup::Current(resolved) => current = Some(resolved),
-        Lookup::Plain { .. } | Lookup::Stale => {}
-    }
-    let (key, res) = match (&source, current) {
-        (Source::Site(site), Some(resolved)) => (site.key(), Ok(resolved)),
-        (Source::Key(key), Some(resolved)) => (key, Ok(resolved)),
-        (Source::Site(site), None) => (site.key(), site.resolve(inner)),
-        (Source::Key(key), None) => (key, inner.resolve_cached(key)),
+        Lookup::Current(resolved) => (None, Ok(resolved)),
+        Lookup::Plain { .. } | Lookup::Stale => (None, resolve()),
     };
+    engine(inner, key, res, first, op).await
+}
+
+/// The engine's attempt loop, from the resolution on; `first` is the error
+/// of a plain first attempt that already ran. Its own async fn, like
+/// `lean_retries`, so the two share bytes in `drive`'s future.
+async fn engine<F, Fut, T, E>(
+    inner: &Inner,
+    key: &PolicyKey,
+    res: Result<Res, Error>,
+    first: Option<E>,
+    mut op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Classify + From<Error> + 'static,
+{
     let mut call = Call::<'_, E>::begin(inner, key, res, false)?;
     if let Some(error) = first {
         let plan = call.plan()?;

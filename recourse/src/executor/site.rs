@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -159,6 +160,12 @@ pub struct CallSite {
     classifier: Option<&'static str>,
     catalog_policy: OnceLock<Arc<Policy>>,
     cache: ArcSwapOption<Cached>,
+    /// `Inner::stamp` of the executor and generation for which this site's
+    /// resolution is plain with no policy id, else 0: the plain first
+    /// attempt then needs one atomic load, not a cache load. Independent of
+    /// `cache` (a fact about that executor and generation, whatever the
+    /// cache holds now), so the two need no common lock.
+    plain: AtomicU64,
 }
 
 impl std::fmt::Debug for CallSite {
@@ -169,7 +176,14 @@ impl std::fmt::Debug for CallSite {
 
 impl CallSite {
     pub const fn new(key: PolicyKey, catalog: Option<CatalogSpec>, classifier: Option<&'static str>) -> Self {
-        Self { key, catalog, classifier, catalog_policy: OnceLock::new(), cache: ArcSwapOption::const_empty() }
+        Self {
+            key,
+            catalog,
+            classifier,
+            catalog_policy: OnceLock::new(),
+            cache: ArcSwapOption::const_empty(),
+            plain: AtomicU64::new(0),
+        }
     }
 
     /// The call site's key.
@@ -188,6 +202,11 @@ impl CallSite {
     /// when current, a shared copy; otherwise `Stale`.
     pub(crate) fn lookup(&self, inner: &Inner) -> Lookup {
         let generation = inner.generation();
+        if let Some(stamp) = inner.stamp(generation)
+            && self.plain.load(Ordering::Acquire) == stamp
+        {
+            return Lookup::Plain { policy_id: None };
+        }
         let cached = self.cache.load();
         match cached.as_ref() {
             Some(cached) if cached.executor == inner.id && cached.generation == generation => {
@@ -212,7 +231,9 @@ impl CallSite {
         if !resolved.cacheable() {
             return Ok(resolved);
         }
+        let plain = if resolved.plain && resolved.policy.id.is_none() { inner.stamp(generation) } else { None };
         self.cache.store(Some(Arc::new(Cached { executor: inner.id, generation, resolved: Arc::clone(&resolved) })));
+        self.plain.store(plain.unwrap_or(0), Ordering::Release);
         Ok(resolved)
     }
 
