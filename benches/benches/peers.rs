@@ -273,6 +273,12 @@ async fn macro_form(exec: &Executor, x: u64) -> Result<u64, BenchError> {
     op(x).await
 }
 
+/// S6's function form wrapped in an `async fn` of the same shape as
+/// [`macro_form`], to tell the cost of the function layer from the macro's.
+async fn function_form(exec: &Executor, x: u64) -> Result<u64, BenchError> {
+    exec.call(recourse::key!("bench.Macro"), || op(x)).await
+}
+
 /// S2 through the macro form (flaky operation, no-op sleeper).
 #[recourse(policy = "bench.Flaky", executor = exec)]
 async fn macro_flaky(exec: &Executor, x: u64) -> Result<u64, BenchError> {
@@ -647,6 +653,7 @@ fn s6(config: Config) -> Table {
     t.add("#[recourse] fn", config, batch!(rt, |i| macro_form(&exec, i).await));
     t.add("Executor::call, key!", config, batch!(rt, |i| exec.call(recourse::key!("bench.Macro"), || op(i)).await));
     t.add("Executor::call, \"str\" key", config, batch!(rt, |i| exec.call("bench.Macro", || op(i)).await));
+    t.add("Executor::call, key!, in an async fn", config, batch!(rt, |i| function_form(&exec, i).await));
     t
 }
 

@@ -1,7 +1,8 @@
 //! Instruction counts per call, for profiling the call path: run N calls of
 //! the S1 scenario (a `key!` call that succeeds at once) or, with `s2` as the
 //! second argument, the S2 scenario (two failures, then a success, sleeps
-//! bypassed) under callgrind twice and divide the difference by the
+//! bypassed), or with `s3` a call whose policy has a token-bucket budget
+//! (the engine's path), under callgrind twice and divide the difference by the
 //! difference in N:
 //!
 //! ```sh
@@ -62,14 +63,21 @@ fn main() {
     let exec = recourse::Executor::builder()
         .policy(Policy::builder("bench.Plain").build())
         .policy(Policy::builder("bench.Flaky").max_attempts(3).build())
+        .policy(Policy::builder("bench.Budgeted").max_attempts(3).budget("bench").build())
+        .budget("bench", recourse::budget::TokenBucket::new(1 << 40, 1e15))
         .sleeper(NoSleep)
         .build();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let n: u64 = std::env::args().nth(1).map_or(100_000, |s| s.parse().unwrap());
-    let s2 = std::env::args().nth(2).is_some_and(|s| s == "s2");
+    let mode = std::env::args().nth(2).unwrap_or_default();
     rt.block_on(async {
         let mut sum = 0u64;
-        if s2 {
+        if mode == "s3" {
+            let key = recourse::key!("bench.Budgeted");
+            for i in 0..n {
+                sum += exec.call(key, || async move { Ok::<u64, Failure>(std::hint::black_box(i)) }).await.unwrap();
+            }
+        } else if mode == "s2" {
             let key = recourse::key!("bench.Flaky");
             let mut attempts = 0u64;
             for i in 0..n {

@@ -43,6 +43,7 @@ impl<T: ?Sized> Named<T> {
         self.entries.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
 
+    #[inline]
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

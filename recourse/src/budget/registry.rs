@@ -74,6 +74,7 @@ impl Registry {
     }
 
     /// A counter that changes whenever a budget is registered.
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.entries.generation()
     }

@@ -182,6 +182,7 @@ impl Registry {
     /// registry.get_or_create(&policy.key, &policy.circuit);
     /// assert_eq!(registry.generation(), created);
     /// ```
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

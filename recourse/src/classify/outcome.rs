@@ -191,6 +191,7 @@ impl Outcome {
     /// The executor's post-processing of every classification: an unknown
     /// kind becomes an abort with reason `unknown_outcome`, and an empty
     /// reason is filled from the kind.
+    #[inline]
     pub fn finish(mut self) -> Self {
         if self.kind == OutcomeKind::Unknown {
             if self.reason.is_empty() {

@@ -50,6 +50,7 @@ impl Registry {
     }
 
     /// A counter that changes whenever a classifier is registered.
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.entries.generation()
     }

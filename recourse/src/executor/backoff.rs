@@ -9,6 +9,7 @@ use crate::policy::{Jitter, RetryPolicy, limits};
 /// `trunc(current × multiplier)`, capped at `max_backoff`. A NaN or
 /// non-positive multiplier (only possible on an unnormalized policy) is
 /// treated as normalization would treat it.
+#[inline]
 pub(crate) fn next_backoff(current: Duration, retry: &RetryPolicy) -> Duration {
     let m = retry.backoff_multiplier;
     let m = if m.is_nan() || m == 0.0 {
@@ -26,6 +27,7 @@ pub(crate) fn next_backoff(current: Duration, retry: &RetryPolicy) -> Duration {
 /// is honoured beyond `max_backoff`, up to the 30 s ceiling (DESIGN §6.7);
 /// otherwise the jittered base is capped at `max_backoff`. `unit` is uniform
 /// in `[0, 1)`.
+#[inline]
 pub(crate) fn compute_sleep(
     base: Duration,
     retry: &RetryPolicy,
@@ -43,6 +45,7 @@ pub(crate) fn compute_sleep(
     cap(jittered, retry.max_backoff)
 }
 
+#[inline]
 fn cap(d: Duration, max: Duration) -> Duration {
     if max.is_zero() { d } else { d.min(max) }
 }
@@ -53,8 +56,11 @@ fn cap(d: Duration, max: Duration) -> Duration {
     clippy::cast_sign_loss,
     reason = "backoffs are at most 30 s (3e10 ns), far inside f64's exact integer range; truncation toward zero is the specified rounding"
 )]
+#[inline]
 fn scale(d: Duration, factor: f64) -> Duration {
-    let nanos = d.as_nanos() as f64 * factor;
+    // Through u64: a u128 → f64 conversion is a library call, and a
+    // backoff never comes near u64::MAX nanoseconds (584 years).
+    let nanos = u64::try_from(d.as_nanos()).map_or(u64::MAX as f64, |n| n as f64) * factor;
     if nanos.is_nan() || nanos <= 0.0 {
         Duration::ZERO
     } else if nanos >= u64::MAX as f64 {

@@ -18,7 +18,7 @@ use super::site::{BudgetDecl, CallKey, CallSite};
 use super::{Executor, FailureMode, Inner};
 use crate::budget::{AttemptKind, Budget, BudgetDecisionEvent, Release, reason};
 use crate::circuit::{self, Breaker, Transition};
-use crate::classify::{Classifier, Classify, ErrorView, Outcome, OutcomeKind};
+use crate::classify::{Classifier, Classify, Outcome, OutcomeKind};
 use crate::error::{Component, Error, PanicError};
 use crate::hedge::{HedgeTrigger, LatencyTracker};
 use crate::observe::{self, Attempt, AttemptRecord, FinalError, Observer, Timeline};
@@ -150,6 +150,7 @@ impl Inner {
 
     /// Changes whenever the provider or the classifier registry may answer
     /// differently (both counters only grow, so their sum does too).
+    #[inline]
     pub(crate) fn generation(&self) -> u64 {
         self.provider
             .generation()
@@ -164,6 +165,7 @@ impl Inner {
     /// `CallSite::lookup`). `None` (never remembered) once the executor id
     /// or the generation outgrows its bits, so two different pairs never
     /// share a stamp.
+    #[inline]
     pub(crate) fn stamp(&self, generation: u64) -> Option<u64> {
         const GENERATION_BITS: u32 = 40;
         if self.id >= 1 << (64 - GENERATION_BITS - 1) || generation >= 1 << GENERATION_BITS {
@@ -332,12 +334,13 @@ impl Inner {
         error: &E,
     ) -> Result<Outcome, PanicError> {
         self.recover(Component::Classifier, key, || {
-            let view: &dyn ErrorView = error;
+            // The error's own outcome through `Classify` directly (what
+            // `ErrorView::own_outcome` forwards to), so it can be inlined.
             match named {
-                Some(classifier) => classifier.classify(view),
-                None => match view.own_outcome() {
+                Some(classifier) => classifier.classify(error),
+                None => match Classify::classify(error) {
                     Some(outcome) => outcome,
-                    None => self.default_classifier.classify(view),
+                    None => self.default_classifier.classify(error),
                 },
             }
         })
@@ -1046,44 +1049,51 @@ pub(crate) enum Source<'x> {
 /// For a plain policy the engine's plan, settle and sleep reduce to
 /// classify, count, back off and sleep (nothing to gate, time, break or
 /// record), so that is all this does; `tests/tests/lean.rs` checks that it
-/// decides exactly as the engine does. Its own async fn, so its state
+/// decides exactly as the engine does. Its own future, so its state
 /// overlaps the engine's in `drive`'s future instead of adding to it.
-async fn lean_retries<F, Fut, T, E>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
+)]
+fn lean_retries<F, Fut, T, E>(
     inner: &Inner,
     key: &PolicyKey,
     resolved: Res,
     mut error: E,
     mut op: F,
-) -> Result<T, E>
+) -> impl Future<Output = Result<T, E>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
-    let retry = &resolved.policy.retry;
-    let mut attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id: resolved.policy.id.clone(), deadline: None };
-    let mut base = retry.initial_backoff;
-    loop {
-        let outcome = match inner.classify(key, resolved.classifier.as_ref(), &error) {
-            Ok(outcome) => outcome,
-            Err(panic) => return Err(E::from(Error::Panic(panic))),
-        };
-        if outcome.kind != OutcomeKind::Retryable || attempt.retry_index + 1 >= retry.max_attempts.max(1) {
-            return Err(error);
-        }
-        let unit = if retry.jitter == Jitter::None { 0.0 } else { inner.rng.next_unit() };
-        let sleep = compute_sleep(base, retry, outcome.backoff, unit);
-        base = next_backoff(base, retry);
-        attempt.retry_index += 1;
-        drop(error);
-        if !sleep.is_zero() {
-            inner.time.sleep(sleep).await;
-        }
-        let mut make = Some(&mut op);
-        let mut future = pin!(None::<Fut>);
-        match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
-            Ok(value) => return Ok(value),
-            Err(next) => error = next,
+    async move {
+        let retry = &resolved.policy.retry;
+        let mut attempt =
+            Attempt { retry_index: 0, hedge_index: 0, policy_id: resolved.policy.id.clone(), deadline: None };
+        let mut base = retry.initial_backoff;
+        loop {
+            let outcome = match inner.classify(key, resolved.classifier.as_ref(), &error) {
+                Ok(outcome) => outcome,
+                Err(panic) => return Err(E::from(Error::Panic(panic))),
+            };
+            if outcome.kind != OutcomeKind::Retryable || attempt.retry_index + 1 >= retry.max_attempts.max(1) {
+                return Err(error);
+            }
+            let unit = if retry.jitter == Jitter::None { 0.0 } else { inner.rng.next_unit() };
+            let sleep = compute_sleep(base, retry, outcome.backoff, unit);
+            base = next_backoff(base, retry);
+            attempt.retry_index += 1;
+            drop(error);
+            if !sleep.is_zero() {
+                inner.time.sleep(sleep).await;
+            }
+            let mut make = Some(&mut op);
+            let mut future = pin!(None::<Fut>);
+            match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
+                Ok(value) => return Ok(value),
+                Err(next) => error = next,
+            }
         }
     }
 }
@@ -1093,96 +1103,109 @@ where
 /// iteration. Written as one flat async fn, with the attempt's deadline
 /// timer inline, so a call's future nests as few futures as possible: each
 /// level of nesting is a copy of the whole future when it is created.
-pub(crate) async fn drive<F, Fut, T, E>(inner: &Inner, source: Source<'_>, mut op: F) -> Result<T, E>
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
+)]
+pub(crate) fn drive<F, Fut, T, E>(inner: &Inner, source: Source<'_>, mut op: F) -> impl Future<Output = Result<T, E>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
-    // A plain policy (no budget, breaker, hedging, deadline or observer)
-    // and no capture listening: the first attempt runs without the
-    // engine's bookkeeping, because on success there is nothing to decide
-    // or record. The cached resolution is only peeked at (no reference
-    // count is taken, so concurrent calls share nothing they write). A
-    // failure goes on in `lean_retries` while the policy is still plain,
-    // else it enters the engine exactly where a planned first attempt
-    // would have.
-    let lookup = match &source {
-        Source::Site(site) => site.lookup(inner),
-        Source::Key(key) => inner.lookup(key),
-    };
-    let key = match &source {
-        Source::Site(site) => site.key(),
-        Source::Key(key) => key,
-    };
-    let resolve = || match &source {
-        Source::Site(site) => site.resolve(inner),
-        Source::Key(key) => inner.resolve_cached(key),
-    };
-    let (first, res) = match lookup {
-        Lookup::Plain { policy_id } if !observe::capture_requested() => {
-            // No deadline, so no timer: the attempt is polled directly,
-            // which keeps the plain call's future small. Its own block, so
-            // its state is dead (and its bytes reused) once it is over.
-            let error = {
-                let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id, deadline: None };
-                let mut make = Some(&mut op);
-                let mut future = pin!(None::<Fut>);
-                match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
-                    Ok(value) => return Ok(value),
-                    Err(error) => error,
+    async move {
+        // A plain policy (no budget, breaker, hedging, deadline or observer)
+        // and no capture listening: the first attempt runs without the
+        // engine's bookkeeping, because on success there is nothing to decide
+        // or record. The cached resolution is only peeked at (no reference
+        // count is taken, so concurrent calls share nothing they write). A
+        // failure goes on in `lean_retries` while the policy is still plain,
+        // else it enters the engine exactly where a planned first attempt
+        // would have.
+        let lookup = match &source {
+            Source::Site(site) if site.is_plain(inner) => Lookup::Plain { policy_id: None },
+            Source::Site(site) => site.lookup(inner),
+            Source::Key(key) => inner.lookup(key),
+        };
+        let key = match &source {
+            Source::Site(site) => site.key(),
+            Source::Key(key) => key,
+        };
+        let resolve = || match &source {
+            Source::Site(site) => site.resolve(inner),
+            Source::Key(key) => inner.resolve_cached(key),
+        };
+        let (first, res) = match lookup {
+            Lookup::Plain { policy_id } if !observe::capture_requested() => {
+                // No deadline, so no timer: the attempt is polled directly,
+                // which keeps the plain call's future small. Its own block, so
+                // its state is dead (and its bytes reused) once it is over.
+                let error = {
+                    let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id, deadline: None };
+                    let mut make = Some(&mut op);
+                    let mut future = pin!(None::<Fut>);
+                    match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
+                        Ok(value) => return Ok(value),
+                        Err(error) => error,
+                    }
+                };
+                // A plain policy's retries run in the lean loop, unless the
+                // resolution stopped being plain: then the engine takes over.
+                match resolve() {
+                    Ok(resolved) if resolved.plain => return lean_retries(inner, key, resolved, error, op).await,
+                    resolved => (Some(error), resolved),
                 }
-            };
-            // A plain policy's retries run in the lean loop, unless the
-            // resolution stopped being plain: then the engine takes over.
-            match resolve() {
-                Ok(resolved) if resolved.plain => return lean_retries(inner, key, resolved, error, op).await,
-                resolved => (Some(error), resolved),
             }
-        }
-        Lookup::Current(resolved) => (None, Ok(resolved)),
-        Lookup::Plain { .. } | Lookup::Stale => (None, resolve()),
-    };
-    engine(inner, key, res, first, op).await
+            Lookup::Current(resolved) => (None, Ok(resolved)),
+            Lookup::Plain { .. } | Lookup::Stale => (None, resolve()),
+        };
+        engine(inner, key, res, first, op).await
+    }
 }
 
 /// The engine's attempt loop, from the resolution on; `first` is the error
-/// of a plain first attempt that already ran. Its own async fn, like
+/// of a plain first attempt that already ran. Its own future, like
 /// `lean_retries`, so the two share bytes in `drive`'s future.
-async fn engine<F, Fut, T, E>(
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
+)]
+fn engine<F, Fut, T, E>(
     inner: &Inner,
     key: &PolicyKey,
     res: Result<Res, Error>,
     first: Option<E>,
     mut op: F,
-) -> Result<T, E>
+) -> impl Future<Output = Result<T, E>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
-    let mut call = Call::<'_, E>::begin(inner, key, res, false)?;
-    if let Some(error) = first {
-        let plan = call.plan()?;
-        match call.settle(plan, Some(Err(error))) {
-            Step::Done(result) => return result,
-            Step::Sleep(duration) => call.sleep(duration).await?,
+    async move {
+        let mut call = Call::<'_, E>::begin(inner, key, res, false)?;
+        if let Some(error) = first {
+            let plan = call.plan()?;
+            match call.settle(plan, Some(Err(error))) {
+                Step::Done(result) => return result,
+                Step::Sleep(duration) => call.sleep(duration).await?,
+            }
         }
-    }
-    loop {
-        let plan = call.plan()?;
-        let step = if call.hedging {
-            // Boxed: a group holds up to four attempt futures and their
-            // timers, which would otherwise make every call's future four
-            // times larger, hedged or not. One allocation per hedged group.
-            Box::pin(super::group::run(&mut call, plan, &mut op)).await
-        } else {
-            let result = run_attempt(&plan.attempt, &mut op, plan.cutoff).await;
-            call.settle(plan, result)
-        };
-        match step {
-            Step::Done(result) => return result,
-            Step::Sleep(duration) => call.sleep(duration).await?,
+        loop {
+            let plan = call.plan()?;
+            let step = if call.hedging {
+                // Boxed: a group holds up to four attempt futures and their
+                // timers, which would otherwise make every call's future four
+                // times larger, hedged or not. One allocation per hedged group.
+                Box::pin(super::group::run(&mut call, plan, &mut op)).await
+            } else {
+                let result = run_attempt(&plan.attempt, &mut op, plan.cutoff).await;
+                call.settle(plan, result)
+            };
+            match step {
+                Step::Done(result) => return result,
+                Step::Sleep(duration) => call.sleep(duration).await?,
+            }
         }
     }
 }

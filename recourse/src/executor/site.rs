@@ -197,16 +197,19 @@ impl CallSite {
         Some(self.catalog_policy.get_or_init(|| Arc::new(spec.to_policy(self.key.clone()))))
     }
 
+    /// Whether this site's resolution for `inner`, as of now, is plain
+    /// with no policy id: one atomic load besides the generation, and the
+    /// answer in a register (the call's fast path).
+    #[inline]
+    pub(crate) fn is_plain(&self, inner: &Inner) -> bool {
+        inner.stamp(inner.generation()).is_some_and(|stamp| self.plain.load(Ordering::Acquire) == stamp)
+    }
+
     /// The cached resolution for a call: when it is current and plain, only
     /// what the plain first attempt needs (no reference count is taken);
     /// when current, a shared copy; otherwise `Stale`.
     pub(crate) fn lookup(&self, inner: &Inner) -> Lookup {
         let generation = inner.generation();
-        if let Some(stamp) = inner.stamp(generation)
-            && self.plain.load(Ordering::Acquire) == stamp
-        {
-            return Lookup::Plain { policy_id: None };
-        }
         let cached = self.cache.load();
         match cached.as_ref() {
             Some(cached) if cached.executor == inner.id && cached.generation == generation => {

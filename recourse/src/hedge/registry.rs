@@ -137,6 +137,7 @@ impl Registry {
     /// triggers.register("x", FixedDelay::default());
     /// assert_ne!(triggers.generation(), before);
     /// ```
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.entries.generation()
     }

@@ -73,25 +73,23 @@ impl Attempt {
     }
 }
 
-/// The attempt in scope, without its policy id: `Copy`, so entering and
-/// leaving a scope is two `Cell` swaps.
-#[derive(Clone, Copy)]
-struct Core {
-    retry_index: u32,
-    hedge_index: u32,
-    deadline: Option<Instant>,
-    /// Whether `POLICY_ID` holds this attempt's policy id.
-    has_id: bool,
-}
+// The attempt in scope lives in three thread-locals, each always read and
+// written whole: its indexes (retry index in the low half, hedge index in
+// the high half), flags, and deadline. One packed struct read and written
+// field by field made the processor's store-to-load forwarding fail on
+// every scope entry, which cost more than the rest of the entry.
 
-#[derive(Clone, Copy)]
-struct Scope {
-    attempt: Option<Core>,
-    capture_requested: bool,
-}
+/// Inside an attempt.
+const IN_ATTEMPT: u8 = 1;
+/// `POLICY_ID` holds the attempt's policy id.
+const HAS_ID: u8 = 2;
+/// A capture is listening for the call starting now.
+const CAPTURE: u8 = 4;
 
 thread_local! {
-    static SCOPE: Cell<Scope> = const { Cell::new(Scope { attempt: None, capture_requested: false }) };
+    static INDEXES: Cell<u64> = const { Cell::new(0) };
+    static FLAGS: Cell<u8> = const { Cell::new(0) };
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Touched only for policies that have an id.
     static POLICY_ID: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
     static PUBLISHED: RefCell<Option<Timeline>> = const { RefCell::new(None) };
@@ -100,14 +98,25 @@ thread_local! {
 /// The attempt being polled on this thread, if the caller is inside a
 /// recourse operation.
 pub fn attempt() -> Option<Attempt> {
-    let core = SCOPE.with(Cell::get).attempt?;
-    let policy_id = if core.has_id { POLICY_ID.with(|id| id.borrow().clone()) } else { None };
-    Some(Attempt { retry_index: core.retry_index, hedge_index: core.hedge_index, policy_id, deadline: core.deadline })
+    let flags = FLAGS.with(Cell::get);
+    if flags & IN_ATTEMPT == 0 {
+        return None;
+    }
+    let indexes = INDEXES.with(Cell::get);
+    let policy_id = if flags & HAS_ID == 0 { None } else { POLICY_ID.with(|id| id.borrow().clone()) };
+    #[allow(clippy::cast_possible_truncation, reason = "two u32 halves")]
+    Some(Attempt {
+        retry_index: indexes as u32,
+        hedge_index: (indexes >> 32) as u32,
+        policy_id,
+        deadline: DEADLINE.with(Cell::get),
+    })
 }
 
 /// Whether a capture is listening for the call starting now.
+#[inline]
 pub(crate) fn capture_requested() -> bool {
-    SCOPE.with(Cell::get).capture_requested
+    FLAGS.with(Cell::get) & CAPTURE != 0
 }
 
 /// Hands a finished call's timeline to the enclosing capture.
@@ -117,20 +126,21 @@ pub(crate) fn publish(timeline: Timeline) {
 
 /// Runs `poll` with `attempt` visible and capture suppressed (a nested call
 /// inside the operation neither sees nor overwrites the outer capture).
+#[inline]
 pub(crate) fn enter_attempt<R>(attempt: &Attempt, poll: impl FnOnce() -> R) -> R {
-    let core = Core {
-        retry_index: attempt.retry_index,
-        hedge_index: attempt.hedge_index,
-        deadline: attempt.deadline,
-        has_id: attempt.policy_id.is_some(),
-    };
-    let saved = SCOPE.with(|s| s.replace(Scope { attempt: Some(core), capture_requested: false }));
+    let indexes = u64::from(attempt.retry_index) | (u64::from(attempt.hedge_index) << 32);
+    let flags = if attempt.policy_id.is_some() { IN_ATTEMPT | HAS_ID } else { IN_ATTEMPT };
+    let saved_indexes = INDEXES.with(|c| c.replace(indexes));
+    let saved_flags = FLAGS.with(|c| c.replace(flags));
+    let saved_deadline = DEADLINE.with(|c| c.replace(attempt.deadline));
     let saved_id = attempt.policy_id.as_ref().map(|id| POLICY_ID.with(|p| p.replace(Some(Arc::clone(id)))));
     let result = poll();
     if let Some(previous) = saved_id {
         POLICY_ID.with(|p| *p.borrow_mut() = previous);
     }
-    SCOPE.with(|s| s.set(saved));
+    DEADLINE.with(|c| c.set(saved_deadline));
+    FLAGS.with(|c| c.set(saved_flags));
+    INDEXES.with(|c| c.set(saved_indexes));
     result
 }
 
@@ -163,20 +173,14 @@ pub async fn capture<F: Future>(future: F) -> (F::Output, Timeline) {
     let mut future = pin!(future);
     let mut captured = None;
     let output = std::future::poll_fn(|cx| {
-        let saved_scope = SCOPE.with(|s| {
-            let mut scope = s.get();
-            let saved = scope;
-            scope.capture_requested = true;
-            s.set(scope);
-            saved
-        });
+        let saved_flags = FLAGS.with(|c| c.replace(c.get() | CAPTURE));
         let saved_published = PUBLISHED.with(|p| p.borrow_mut().take());
         let poll = future.as_mut().poll(cx);
         if let Some(timeline) = PUBLISHED.with(|p| p.borrow_mut().take()) {
             captured = Some(timeline);
         }
         PUBLISHED.with(|p| *p.borrow_mut() = saved_published);
-        SCOPE.with(|s| s.set(saved_scope));
+        FLAGS.with(|c| c.set(saved_flags));
         poll
     })
     .await;
