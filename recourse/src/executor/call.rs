@@ -132,6 +132,16 @@ impl Lookup {
     }
 }
 
+/// A lookup as what the call does first: the plain first attempt (with its
+/// scope), or the engine with the current resolution (`None`: resolve).
+fn split(lookup: Lookup) -> (Option<Attempt>, Option<Res>) {
+    match lookup {
+        Lookup::Plain { policy_id } => (Some(Attempt::first(policy_id)), None),
+        Lookup::Current(resolved) => (None, Some(resolved)),
+        Lookup::Stale => (None, None),
+    }
+}
+
 /// A call's resolution: shared with a call site's (or the executor's)
 /// cache, so a call carries a pointer, not the whole resolution.
 pub(crate) type Res = Arc<Resolved>;
@@ -152,8 +162,8 @@ impl Inner {
     /// differently (both counters only grow, so their sum does too).
     #[inline]
     pub(crate) fn generation(&self) -> u64 {
-        self.provider
-            .generation()
+        let provider = if self.provider_changes { self.provider.generation() } else { 0 };
+        provider
             .wrapping_add(self.classifiers.generation())
             .wrapping_add(self.budgets.generation())
             .wrapping_add(self.triggers.generation())
@@ -463,6 +473,11 @@ enum Cut {
 /// the first poll, so `recourse::attempt()` works in the operation's
 /// closure as well as its future. Every attempt of every form is polled
 /// through here.
+#[allow(
+    clippy::inline_always,
+    reason = "measured: out of line, the attempt's result crosses a call boundary through memory, a store-forwarding stall per attempt"
+)]
+#[inline(always)]
 fn poll_attempt<Fut: Future>(
     cx: &mut Context<'_>,
     attempt: &Attempt,
@@ -475,6 +490,30 @@ fn poll_attempt<Fut: Future>(
         }
         future.as_mut().as_pin_mut().map_or(Poll::Pending, |future| future.poll(cx))
     })
+}
+
+/// One attempt without a deadline, polled through [`poll_attempt`]. A
+/// named future rather than `poll_fn`, so its poll is inlined into the
+/// call's: an out-of-line poll hands the attempt's result back through
+/// memory, which costs a store-forwarding stall on every call.
+struct Scoped<'a, M, Fut> {
+    attempt: &'a Attempt,
+    make: &'a mut Option<M>,
+    future: Pin<&'a mut Option<Fut>>,
+}
+
+impl<M: FnOnce() -> Fut, Fut: Future> Future for Scoped<'_, M, Fut> {
+    type Output = Fut::Output;
+
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: out of line, the attempt's result crosses a call boundary through memory, a store-forwarding stall per attempt"
+    )]
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fut::Output> {
+        let this = &mut *self;
+        poll_attempt(cx, this.attempt, this.make, this.future.as_mut())
+    }
 }
 
 /// Runs one attempt until it completes or `cutoff` passes (then it is
@@ -1069,8 +1108,7 @@ where
 {
     async move {
         let retry = &resolved.policy.retry;
-        let mut attempt =
-            Attempt { retry_index: 0, hedge_index: 0, policy_id: resolved.policy.id.clone(), deadline: None };
+        let mut attempt = Attempt::first(resolved.policy.id.clone());
         let mut base = retry.initial_backoff;
         loop {
             let outcome = match inner.classify(key, resolved.classifier.as_ref(), &error) {
@@ -1090,7 +1128,7 @@ where
             }
             let mut make = Some(&mut op);
             let mut future = pin!(None::<Fut>);
-            match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
+            match (Scoped { attempt: &attempt, make: &mut make, future: future.as_mut() }).await {
                 Ok(value) => return Ok(value),
                 Err(next) => error = next,
             }
@@ -1122,11 +1160,6 @@ where
         // failure goes on in `lean_retries` while the policy is still plain,
         // else it enters the engine exactly where a planned first attempt
         // would have.
-        let lookup = match &source {
-            Source::Site(site) if site.is_plain(inner) => Lookup::Plain { policy_id: None },
-            Source::Site(site) => site.lookup(inner),
-            Source::Key(key) => inner.lookup(key),
-        };
         let key = match &source {
             Source::Site(site) => site.key(),
             Source::Key(key) => key,
@@ -1135,16 +1168,25 @@ where
             Source::Site(site) => site.resolve(inner),
             Source::Key(key) => inner.resolve_cached(key),
         };
-        let (first, res) = match lookup {
-            Lookup::Plain { policy_id } if !observe::capture_requested() => {
+        // The lookup is taken apart before anything is awaited, so it is
+        // not kept in the call's future; the fast path builds its attempt
+        // from constants.
+        let (plain, current) = match &source {
+            Source::Site(site) if site.is_plain(inner) => (Some(Attempt::first(None)), None),
+            Source::Site(site) => split(site.lookup(inner)),
+            Source::Key(key) => split(inner.lookup(key)),
+        };
+        // By reference: moving the attempt out would copy it through
+        // memory just written, a store-forwarding stall.
+        let (first, res) = match &plain {
+            Some(attempt) if !observe::capture_requested() => {
                 // No deadline, so no timer: the attempt is polled directly,
                 // which keeps the plain call's future small. Its own block, so
                 // its state is dead (and its bytes reused) once it is over.
                 let error = {
-                    let attempt = Attempt { retry_index: 0, hedge_index: 0, policy_id, deadline: None };
                     let mut make = Some(&mut op);
                     let mut future = pin!(None::<Fut>);
-                    match std::future::poll_fn(|cx| poll_attempt(cx, &attempt, &mut make, future.as_mut())).await {
+                    match (Scoped { attempt, make: &mut make, future: future.as_mut() }).await {
                         Ok(value) => return Ok(value),
                         Err(error) => error,
                     }
@@ -1156,8 +1198,7 @@ where
                     resolved => (Some(error), resolved),
                 }
             }
-            Lookup::Current(resolved) => (None, Ok(resolved)),
-            Lookup::Plain { .. } | Lookup::Stale => (None, resolve()),
+            _ => (None, current.map_or_else(resolve, Ok)),
         };
         engine(inner, key, res, first, op).await
     }

@@ -111,6 +111,10 @@ pub(crate) struct Inner {
     /// Process-unique, so a call site's cache knows which executor filled it.
     pub(crate) id: u64,
     pub(crate) provider: Arc<dyn PolicyProvider>,
+    /// Whether `provider` can change its answers: false for the builder's
+    /// own static policies, whose generation is always 0, so the call's
+    /// fast path skips the `dyn` call.
+    pub(crate) provider_changes: bool,
     pub(crate) classifiers: Arc<Registry>,
     pub(crate) default_classifier: Arc<dyn Classifier>,
     pub(crate) missing_policy: FailureMode,
@@ -424,6 +428,7 @@ impl ExecutorBuilder {
             0 => None,
             _ => Some(Arc::new(self.observers)),
         };
+        let provider_changes = self.provider.is_some();
         let provider: Arc<dyn PolicyProvider> = match (self.provider, self.policies.is_empty()) {
             (None, _) => Arc::new(self.policies),
             (Some(provider), true) => provider,
@@ -441,6 +446,7 @@ impl ExecutorBuilder {
                 fixed_delay: Arc::new(hedge::FixedDelay::default()),
                 observer,
                 provider,
+                provider_changes,
                 classifiers,
                 default_classifier: self.default_classifier,
                 missing_policy: self.missing_policy,

@@ -39,6 +39,12 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The first attempt of a call without a deadline.
+    #[inline]
+    pub(crate) const fn first(policy_id: Option<Arc<str>>) -> Self {
+        Self { retry_index: 0, hedge_index: 0, policy_id, deadline: None }
+    }
+
     /// 0 for the first attempt, 1 for the first retry, … (hedges share
     /// their group's index).
     pub fn retry_index(&self) -> u32 {
@@ -126,7 +132,11 @@ pub(crate) fn publish(timeline: Timeline) {
 
 /// Runs `poll` with `attempt` visible and capture suppressed (a nested call
 /// inside the operation neither sees nor overwrites the outer capture).
-#[inline]
+#[allow(
+    clippy::inline_always,
+    reason = "measured: out of line, the attempt's result crosses a call boundary through memory, a store-forwarding stall per attempt"
+)]
+#[inline(always)]
 pub(crate) fn enter_attempt<R>(attempt: &Attempt, poll: impl FnOnce() -> R) -> R {
     let indexes = u64::from(attempt.retry_index) | (u64::from(attempt.hedge_index) << 32);
     let flags = if attempt.policy_id.is_some() { IN_ATTEMPT | HAS_ID } else { IN_ATTEMPT };
