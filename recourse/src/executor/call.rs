@@ -343,18 +343,44 @@ impl Inner {
         named: Option<&Arc<dyn Classifier>>,
         error: &E,
     ) -> Result<Outcome, PanicError> {
+        self.classify_with(key, named, error, Outcome::finish)
+    }
+
+    /// What the lean loop needs of a classification: the finished kind and
+    /// the backoff override. Taken inside the classifier's frame, so the
+    /// whole outcome never has to be handed back through memory.
+    #[inline]
+    fn classify_brief<E: Classify + 'static>(
+        &self,
+        key: &PolicyKey,
+        named: Option<&Arc<dyn Classifier>>,
+        error: &E,
+    ) -> Result<(OutcomeKind, Option<Duration>), PanicError> {
+        self.classify_with(key, named, error, |outcome| {
+            let outcome = outcome.finish();
+            (outcome.kind, outcome.backoff)
+        })
+    }
+
+    #[inline]
+    fn classify_with<E: Classify + 'static, R>(
+        &self,
+        key: &PolicyKey,
+        named: Option<&Arc<dyn Classifier>>,
+        error: &E,
+        then: impl FnOnce(Outcome) -> R,
+    ) -> Result<R, PanicError> {
         self.recover(Component::Classifier, key, || {
             // The error's own outcome through `Classify` directly (what
             // `ErrorView::own_outcome` forwards to), so it can be inlined.
-            match named {
+            then(match named {
                 Some(classifier) => classifier.classify(error),
                 None => match Classify::classify(error) {
                     Some(outcome) => outcome,
                     None => self.default_classifier.classify(error),
                 },
-            }
+            })
         })
-        .map(Outcome::finish)
     }
 }
 
@@ -1098,7 +1124,7 @@ fn lean_retries<F, Fut, T, E>(
     inner: &Inner,
     key: &PolicyKey,
     resolved: Res,
-    mut error: E,
+    error: E,
     mut op: F,
 ) -> impl Future<Output = Result<T, E>>
 where
@@ -1110,28 +1136,29 @@ where
         let retry = &resolved.policy.retry;
         let mut attempt = Attempt::first(resolved.policy.id.clone());
         let mut base = retry.initial_backoff;
+        // The attempt's result stays where the attempt left it and is
+        // classified by reference: every move of an error is a copy.
+        let mut last = Err(error);
         loop {
-            let outcome = match inner.classify(key, resolved.classifier.as_ref(), &error) {
-                Ok(outcome) => outcome,
+            let Err(error) = &last else { return last };
+            let (kind, backoff) = match inner.classify_brief(key, resolved.classifier.as_ref(), error) {
+                Ok(brief) => brief,
                 Err(panic) => return Err(E::from(Error::Panic(panic))),
             };
-            if outcome.kind != OutcomeKind::Retryable || attempt.retry_index + 1 >= retry.max_attempts.max(1) {
-                return Err(error);
+            if kind != OutcomeKind::Retryable || attempt.retry_index + 1 >= retry.max_attempts.max(1) {
+                return last;
             }
             let unit = if retry.jitter == Jitter::None { 0.0 } else { inner.rng.next_unit() };
-            let sleep = compute_sleep(base, retry, outcome.backoff, unit);
+            let sleep = compute_sleep(base, retry, backoff, unit);
             base = next_backoff(base, retry);
             attempt.retry_index += 1;
-            drop(error);
+            drop(last);
             if !sleep.is_zero() {
                 inner.time.sleep(sleep).await;
             }
             let mut make = Some(&mut op);
             let mut future = pin!(None::<Fut>);
-            match (Scoped { attempt: &attempt, make: &mut make, future: future.as_mut() }).await {
-                Ok(value) => return Ok(value),
-                Err(next) => error = next,
-            }
+            last = (Scoped { attempt: &attempt, make: &mut make, future: future.as_mut() }).await;
         }
     }
 }
