@@ -1,20 +1,24 @@
-//! The lean path (a plain policy's call with nobody watching) decides
-//! exactly as the engine does: for any policy without budget, breaker,
-//! hedging or deadline and any sequence of attempt results, a call run
-//! plainly and the same call run under `capture` (which always takes the
-//! engine) make the same attempts, sleep the same durations, see the same
-//! `recourse::attempt()` scopes and return the same result.
+//! The lean path (a call whose policy has no breaker, hedging or deadline,
+//! with nobody watching) decides exactly as the engine does: for any such
+//! policy, with or without a retry budget (a token bucket, a budget that
+//! releases, one that is missing, one that panics), and any sequence of
+//! attempt results, a call run plainly and the same call run under
+//! `capture` (which always takes the engine) make the same attempts, sleep
+//! the same durations, see the same `recourse::attempt()` scopes, ask and
+//! release the budget the same way and return the same result.
 #![allow(missing_docs)]
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use proptest::prelude::*;
+use recourse::budget::{AttemptKind, Budget, Decision, TokenBucket};
 use recourse::classify::Outcome;
-use recourse::policy::{Jitter, Policy};
-use recourse::{Classify, Executor};
+use recourse::policy::{BudgetRef, Jitter, Policy, PolicyKey};
+use recourse::{Classify, Executor, FailureMode};
 use support::{RecordingSleeper, SEED};
 
 /// What an attempt returns.
@@ -71,6 +75,63 @@ fn any_jitter() -> impl Strategy<Value = Jitter> {
     prop_oneof![Just(Jitter::None), Just(Jitter::Full), Just(Jitter::Equal)]
 }
 
+/// The policy's retry budget.
+#[derive(Debug, Clone, Copy)]
+enum BudgetCase {
+    None,
+    /// A token bucket without refill: `capacity` tokens, `cost` each.
+    Bucket {
+        capacity: u64,
+        cost: u32,
+    },
+    /// Allows `allowed` attempts, each with a release that is counted.
+    Releasing {
+        allowed: usize,
+    },
+    /// Named by the policy, registered nowhere, under this mode.
+    Missing(FailureMode),
+    /// Panics on its `n`-th question.
+    Panicking(usize),
+}
+
+fn any_budget() -> impl Strategy<Value = BudgetCase> {
+    prop_oneof![
+        3 => Just(BudgetCase::None),
+        3 => (0u64..8, 1u32..3).prop_map(|(capacity, cost)| BudgetCase::Bucket { capacity, cost }),
+        2 => (0usize..6).prop_map(|allowed| BudgetCase::Releasing { allowed }),
+        1 => prop_oneof![Just(FailureMode::Deny), Just(FailureMode::Allow), Just(FailureMode::Fallback)]
+            .prop_map(BudgetCase::Missing),
+        1 => (0usize..4).prop_map(BudgetCase::Panicking),
+    ]
+}
+
+/// Answers from a script and records every question and release.
+#[derive(Debug, Default)]
+struct Scripted {
+    allowed: usize,
+    panic_at: Option<usize>,
+    /// (attempt index, kind) of every question.
+    asked: Mutex<Vec<(u32, AttemptKind)>>,
+    released: Arc<AtomicUsize>,
+}
+
+impl Budget for Scripted {
+    fn allow_attempt(&self, _: &PolicyKey, attempt: u32, kind: AttemptKind, _: &BudgetRef) -> Decision {
+        let mut asked = self.asked.lock().unwrap_or_else(PoisonError::into_inner);
+        asked.push((attempt, kind));
+        let n = asked.len();
+        drop(asked);
+        assert!(self.panic_at != Some(n), "scripted budget panic");
+        if n > self.allowed {
+            return Decision::deny();
+        }
+        let released = Arc::clone(&self.released);
+        Decision::allow_with_release(move || {
+            released.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+}
+
 /// Everything a call did that someone could observe.
 #[derive(Debug, PartialEq)]
 struct Trace {
@@ -78,55 +139,106 @@ struct Trace {
     /// (retry index, policy id) as `recourse::attempt()` saw them.
     scopes: Vec<(u32, Option<String>)>,
     sleeps: Vec<Duration>,
+    /// The scripted budget's questions and releases, or the bucket's
+    /// tokens left.
+    budget: (Vec<(u32, AttemptKind)>, usize, u64),
+    released_at_result: usize,
 }
 
-fn executor(policy: Policy, sleeper: RecordingSleeper) -> Executor {
-    Executor::builder().policy(policy).sleeper(sleeper).jitter_seed(SEED).build()
+fn executor(policy: Policy, sleeper: RecordingSleeper, budget: BudgetCase) -> (Executor, Option<Arc<Scripted>>) {
+    let mut builder = Executor::builder().policy(policy).sleeper(sleeper).jitter_seed(SEED).recover_panics(true);
+    let mut scripted = None;
+    match budget {
+        BudgetCase::None => {}
+        BudgetCase::Bucket { capacity, .. } => builder = builder.budget("lean", TokenBucket::new(capacity, 0.0)),
+        BudgetCase::Releasing { allowed } => {
+            let budget = Arc::new(Scripted { allowed, ..Scripted::default() });
+            scripted = Some(Arc::clone(&budget));
+            builder = builder.budget("lean", budget);
+        }
+        BudgetCase::Panicking(n) => {
+            let budget = Arc::new(Scripted { allowed: usize::MAX, panic_at: Some(n + 1), ..Scripted::default() });
+            scripted = Some(Arc::clone(&budget));
+            builder = builder.budget("lean", budget);
+        }
+        BudgetCase::Missing(mode) => builder = builder.missing_budget(mode),
+    }
+    (builder.build(), scripted)
 }
 
-async fn run(executor: &Executor, steps: &[Step]) -> (Result<u32, Failure>, Vec<(u32, Option<String>)>) {
+/// Runs the call and returns its result, the scopes its attempts saw, and
+/// the releases that had run when the result came out (polled by hand, so
+/// the call's future is still alive then: a release must not wait for it
+/// to be dropped).
+async fn run(
+    executor: &Executor,
+    steps: &[Step],
+    released: Option<&AtomicUsize>,
+) -> (Result<u32, Failure>, Vec<(u32, Option<String>)>, usize) {
     let scopes = Arc::new(Mutex::new(Vec::new()));
     let mut attempts = 0;
-    let result = executor
-        .call("lean.Op", || {
-            let n = attempts;
-            attempts += 1;
-            let step = steps.get(n).copied().unwrap_or(Step::Retryable);
-            let scopes = Arc::clone(&scopes);
-            async move {
-                let attempt = recourse::attempt().expect("inside an attempt");
-                scopes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((attempt.retry_index(), attempt.policy_id().map(str::to_owned)));
-                match step {
-                    Step::Ok(value) => Ok(value),
-                    Step::Retryable => Err(Failure::Retryable(n)),
-                    Step::RetryAfter(ms) => Err(Failure::RetryAfter(n, ms)),
-                    Step::Permanent => Err(Failure::Permanent(n)),
-                }
+    let call = executor.call("lean.Op", || {
+        let n = attempts;
+        attempts += 1;
+        let step = steps.get(n).copied().unwrap_or(Step::Retryable);
+        let scopes = Arc::clone(&scopes);
+        async move {
+            let attempt = recourse::attempt().expect("inside an attempt");
+            scopes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((attempt.retry_index(), attempt.policy_id().map(str::to_owned)));
+            match step {
+                Step::Ok(value) => Ok(value),
+                Step::Retryable => Err(Failure::Retryable(n)),
+                Step::RetryAfter(ms) => Err(Failure::RetryAfter(n, ms)),
+                Step::Permanent => Err(Failure::Permanent(n)),
             }
-        })
-        .await;
+        }
+    });
+    let mut call = std::pin::pin!(call);
+    let result = std::future::poll_fn(|cx| call.as_mut().poll(cx)).await;
+    let released = released.map_or(0, |r| r.load(Ordering::SeqCst));
     let scopes = scopes.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    (result, scopes)
+    (result, scopes, released)
 }
 
-async fn trace(policy: Policy, steps: &[Step], captured: bool) -> Trace {
+async fn trace(policy: Policy, steps: &[Step], budget: BudgetCase, captured: bool) -> Trace {
     let sleeper = RecordingSleeper::new();
-    let executor = executor(policy, sleeper.clone());
-    // Warm the resolution cache (the lean path only starts from a cached,
-    // plain resolution); a first attempt that succeeds draws no jitter.
-    let warm: Result<u32, Failure> = executor.call("lean.Op", || async { Ok(0) }).await;
-    assert_eq!(warm, Ok(0));
-    let (result, scopes) = if captured {
-        let ((result, scopes), timeline) = recourse::capture(run(&executor, steps)).await;
+    let (executor, scripted) = executor(policy, sleeper.clone(), budget);
+    // Warm the resolution cache (the lean path only starts from a cached
+    // resolution); a first attempt that succeeds draws no jitter. It may
+    // be denied by the budget (the same way on both paths).
+    let _: Result<u32, Failure> = executor.call("lean.Op", || async { Ok(0) }).await;
+    let (result, scopes, released_at_result) = if captured {
+        let ((result, scopes, released), timeline) =
+            recourse::capture(run(&executor, steps, scripted.as_ref().map(|s| &*s.released))).await;
         assert!(!timeline.attempts.is_empty(), "the engine recorded the call");
-        (result, scopes)
+        (result, scopes, released)
     } else {
-        run(&executor, steps).await
+        run(&executor, steps, scripted.as_ref().map(|s| &*s.released)).await
     };
-    Trace { result, scopes, sleeps: sleeper.sleeps() }
+    let budget = match (&scripted, budget) {
+        (Some(scripted), _) => (
+            scripted.asked.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            scripted.released.load(Ordering::SeqCst),
+            0,
+        ),
+        (None, BudgetCase::Bucket { .. }) => {
+            let bucket = executor.budgets().get("lean").expect("registered");
+            // Tokens left, measured by how many unit takes still succeed.
+            let left = (0..64)
+                .take_while(|_| {
+                    bucket
+                        .allow_attempt(&PolicyKey::parse("lean.Op"), 0, AttemptKind::Retry, &BudgetRef::named("lean"))
+                        .allowed()
+                })
+                .count();
+            (Vec::new(), 0, left as u64)
+        }
+        (None, _) => (Vec::new(), 0, 0),
+    };
+    Trace { result, scopes, sleeps: sleeper.sleeps(), budget, released_at_result }
 }
 
 proptest! {
@@ -141,6 +253,7 @@ proptest! {
         multiplier in prop_oneof![Just(0.0), Just(1.0), Just(2.0), 0.5f64..4.0],
         jitter in any_jitter(),
         id in prop::option::of("[a-z]{1,6}"),
+        budget in any_budget(),
     ) {
         let mut builder = Policy::builder("lean.Op")
             .max_attempts(max_attempts)
@@ -149,10 +262,15 @@ proptest! {
         if let Some(id) = &id {
             builder = builder.id(id.as_str());
         }
+        match budget {
+            BudgetCase::None => {}
+            BudgetCase::Bucket { cost, .. } => builder = builder.budget_with_cost("lean", cost),
+            _ => builder = builder.budget("lean"),
+        }
         let policy = builder.build();
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
-        let lean = rt.block_on(trace(policy.clone(), &steps, false));
-        let engine = rt.block_on(trace(policy, &steps, true));
+        let lean = rt.block_on(trace(policy.clone(), &steps, budget, false));
+        let engine = rt.block_on(trace(policy, &steps, budget, true));
         prop_assert_eq!(lean, engine);
     }
 }

@@ -93,8 +93,12 @@ pub(crate) struct Resolved {
     pub(crate) trigger_note: Option<String>,
     /// The key's latency tracker, fed while hedging is enabled.
     pub(crate) tracker: Option<Arc<LatencyTracker>>,
-    /// Nothing to gate, time, break or observe: a first attempt that
-    /// succeeds needs no bookkeeping at all (see `drive`).
+    /// Nothing to time, break, hedge or observe: the call only counts,
+    /// gates (when the policy has a retry budget), classifies and backs
+    /// off, which `drive` and `lean_retries` do without the engine.
+    pub(crate) lean: bool,
+    /// Lean with no budget either: a first attempt that succeeds needs no
+    /// bookkeeping at all, not even the resolution (see `CallSite::is_plain`).
     pub(crate) plain: bool,
 }
 
@@ -114,8 +118,11 @@ impl Resolved {
 
 /// A call's look at its cache, before anything else.
 pub(crate) enum Lookup {
-    /// Current and plain: all the plain first attempt needs is the policy id.
-    Plain { policy_id: Option<Arc<str>> },
+    /// Current and lean (see `Resolved::lean`), nobody watching: all the
+    /// first attempt needs is the policy id and its budget's gate, taken
+    /// here while the cache is borrowed, so the call holds no reference
+    /// count (which every thread calling the key would write).
+    Lean { policy_id: Option<Arc<str>>, gate: Gate },
     /// Current.
     Current(Res),
     /// Missing or out of date: resolve.
@@ -123,20 +130,24 @@ pub(crate) enum Lookup {
 }
 
 impl Lookup {
-    pub(crate) fn current(resolved: &Arc<Resolved>) -> Self {
-        if resolved.plain {
-            Self::Plain { policy_id: resolved.policy.id.clone() }
-        } else {
-            Self::Current(Arc::clone(resolved))
+    /// `capturing`: a capture is listening, so the call must be recorded
+    /// (the engine's path).
+    pub(crate) fn current(resolved: &Arc<Resolved>, inner: &Inner, key: &PolicyKey, capturing: bool) -> Self {
+        if !resolved.lean || capturing {
+            return Self::Current(Arc::clone(resolved));
         }
+        let retry = &resolved.policy.retry;
+        let (gate, _) = inner.gate(key, 0, AttemptKind::Retry, &retry.budget, &resolved.retry_budget);
+        Self::Lean { policy_id: resolved.policy.id.clone(), gate }
     }
 }
 
-/// A lookup as what the call does first: the plain first attempt (with its
-/// scope), or the engine with the current resolution (`None`: resolve).
-fn split(lookup: Lookup) -> (Option<Attempt>, Option<Res>) {
+/// A lookup as what the call does first: the lean first attempt (its
+/// scope and gate), or the engine with the current resolution (`None`:
+/// resolve).
+fn split(lookup: Lookup) -> (Option<(Attempt, Gate)>, Option<Res>) {
     match lookup {
-        Lookup::Plain { policy_id } => (Some(Attempt::first(policy_id)), None),
+        Lookup::Lean { policy_id, gate } => (Some((Attempt::first(policy_id), gate)), None),
         Lookup::Current(resolved) => (None, Some(resolved)),
         Lookup::Stale => (None, None),
     }
@@ -261,10 +272,12 @@ impl Inner {
     }
 
     /// `key`'s cached resolution for a call (see `CallSite::lookup`).
-    pub(crate) fn lookup(&self, key: &PolicyKey) -> Lookup {
+    pub(crate) fn lookup(&self, key: &PolicyKey, capturing: bool) -> Lookup {
         let generation = self.generation();
         match self.resolved.load().get(key) {
-            Some((cached_generation, resolved)) if *cached_generation == generation => Lookup::current(resolved),
+            Some((cached_generation, resolved)) if *cached_generation == generation => {
+                Lookup::current(resolved, self, key, capturing)
+            }
             _ => Lookup::Stale,
         }
     }
@@ -291,14 +304,14 @@ impl Inner {
         } else {
             (None, None, None)
         };
-        let plain = matches!(retry_budget, BudgetSlot::Unbudgeted)
-            && breaker.is_none()
+        let lean = breaker.is_none()
             && !policy.hedge.enabled
             && policy.retry.timeout_per_attempt.is_zero()
             && policy.retry.overall_timeout.is_zero()
             && note.is_none()
             && fallback_from.is_none()
             && self.observer.is_none();
+        let plain = lean && matches!(retry_budget, BudgetSlot::Unbudgeted);
         Ok(Resolved {
             policy,
             classifier,
@@ -310,6 +323,7 @@ impl Inner {
             trigger,
             trigger_note,
             tracker,
+            lean,
             plain,
         })
     }
@@ -331,6 +345,43 @@ impl Inner {
             FailureMode::Allow => Ok((None, Some(format!("trigger {name} not found; hedging off")))),
             FailureMode::Fallback | FailureMode::AllowUnsafe => {
                 Ok((Some(Arc::clone(&self.fixed_delay)), Some(format!("trigger {name} not found; fixed delay used"))))
+            }
+        }
+    }
+
+    /// Asks an attempt's budget: the gate, and the mode to report (`None`:
+    /// the policy has no budget, nothing to report). A budget that panics
+    /// denies (with panic recovery on).
+    pub(crate) fn gate(
+        &self,
+        key: &PolicyKey,
+        index: u32,
+        kind: AttemptKind,
+        budget: &BudgetRef,
+        slot: &BudgetSlot,
+    ) -> (Gate, Option<&'static str>) {
+        match slot {
+            BudgetSlot::Unbudgeted => (Gate::open(), None),
+            BudgetSlot::Missing => {
+                let mode = self.missing_budget;
+                let allowed = matches!(mode, FailureMode::Allow | FailureMode::AllowUnsafe);
+                let reason = Cow::Borrowed(reason::BUDGET_NOT_FOUND);
+                (Gate { allowed, reason, release: Release::none() }, Some(mode.as_str()))
+            }
+            BudgetSlot::Found(found) => {
+                let decision = self.recover(Component::Budget, key, || found.allow_attempt(key, index, kind, budget));
+                let gate = match decision {
+                    Ok(decision) => {
+                        let (allowed, reason, release) = decision.into_parts();
+                        Gate { allowed, reason, release }
+                    }
+                    Err(_) => Gate {
+                        allowed: false,
+                        reason: Cow::Borrowed(reason::PANIC_IN_BUDGET),
+                        release: Release::none(),
+                    },
+                };
+                (gate, Some("standard"))
             }
         }
     }
@@ -716,10 +767,17 @@ pub(crate) enum Concluded<T, E> {
 }
 
 /// The budget gate's answer for one attempt.
-struct Gate {
-    allowed: bool,
-    reason: Cow<'static, str>,
-    release: Release,
+pub(crate) struct Gate {
+    pub(crate) allowed: bool,
+    pub(crate) reason: Cow<'static, str>,
+    pub(crate) release: Release,
+}
+
+impl Gate {
+    /// The gate of an unbudgeted attempt.
+    pub(crate) const fn open() -> Self {
+        Self { allowed: true, reason: Cow::Borrowed(reason::NO_BUDGET), release: Release::none() }
+    }
 }
 
 impl<'x, E> Call<'x, E>
@@ -813,48 +871,23 @@ where
 
     /// Asks the attempt's budget (every attempt, the first included).
     fn gate(&mut self, kind: AttemptKind) -> Gate {
-        let inner = self.inner;
         let (budget, slot) = match kind {
             AttemptKind::Retry => (&self.res.policy.retry.budget, &self.res.retry_budget),
             AttemptKind::Hedge => (&self.res.policy.hedge.budget, &self.res.hedge_budget),
         };
-        let (gate, mode) = match slot {
-            BudgetSlot::Unbudgeted => {
-                return Gate { allowed: true, reason: Cow::Borrowed(reason::NO_BUDGET), release: Release::none() };
-            }
-            BudgetSlot::Missing => {
-                let mode = inner.missing_budget;
-                let allowed = matches!(mode, FailureMode::Allow | FailureMode::AllowUnsafe);
-                let reason = Cow::Borrowed(reason::BUDGET_NOT_FOUND);
-                (Gate { allowed, reason, release: Release::none() }, mode.as_str())
-            }
-            BudgetSlot::Found(found) => {
-                let decision = inner
-                    .recover(Component::Budget, self.key, || found.allow_attempt(self.key, self.index, kind, budget));
-                let gate = match decision {
-                    Ok(decision) => {
-                        let (allowed, reason, release) = decision.into_parts();
-                        Gate { allowed, reason, release }
-                    }
-                    Err(_) => Gate {
-                        allowed: false,
-                        reason: Cow::Borrowed(reason::PANIC_IN_BUDGET),
-                        release: Release::none(),
-                    },
-                };
-                (gate, "standard")
-            }
-        };
-        self.rec.budget(|| BudgetDecisionEvent {
-            key: self.key.clone(),
-            attempt: self.index,
-            kind,
-            budget: budget.name.trim().to_owned(),
-            cost: budget.cost,
-            mode,
-            allowed: gate.allowed,
-            reason: gate.reason.clone(),
-        });
+        let (gate, mode) = self.inner.gate(self.key, self.index, kind, budget, slot);
+        if let Some(mode) = mode {
+            self.rec.budget(|| BudgetDecisionEvent {
+                key: self.key.clone(),
+                attempt: self.index,
+                kind,
+                budget: budget.name.trim().to_owned(),
+                cost: budget.cost,
+                mode,
+                allowed: gate.allowed,
+                reason: gate.reason.clone(),
+            });
+        }
         gate
     }
 
@@ -903,6 +936,12 @@ where
         self.rec.attribute("budget_denied", gate.reason);
         self.finish(Verdict::None, Some(final_error(error_text(&error), &outcome)));
         Err(error)
+    }
+
+    /// The plan of a first attempt that already ran on the lean path (its
+    /// budget asked with `reason`, its release run).
+    fn ran(&self, reason: Cow<'static, str>) -> Plan {
+        self.make_plan(0, Gate { allowed: true, reason, release: Release::none() })
     }
 
     /// Plans hedge `hedge_index` of the current retry group: asks the hedge
@@ -1110,12 +1149,13 @@ pub(crate) enum Source<'x> {
     Key(PolicyKey),
 }
 
-/// The retries of a plain policy's call after its first attempt failed.
-/// For a plain policy the engine's plan, settle and sleep reduce to
-/// classify, count, back off and sleep (nothing to gate, time, break or
-/// record), so that is all this does; `tests/tests/lean.rs` checks that it
-/// decides exactly as the engine does. Its own future, so its state
-/// overlaps the engine's in `drive`'s future instead of adding to it.
+/// The retries of a lean policy's call after its first attempt failed.
+/// For a lean policy the engine's plan, settle and sleep reduce to gate
+/// (when there is a retry budget), classify, count, back off and sleep
+/// (nothing to time, break, hedge or record), so that is all this does;
+/// `tests/tests/lean.rs` checks that it decides exactly as the engine
+/// does. Its own future, so its state overlaps the engine's in `drive`'s
+/// future instead of adding to it.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
@@ -1152,13 +1192,20 @@ where
             let sleep = compute_sleep(base, retry, backoff, unit);
             base = next_backoff(base, retry);
             attempt.retry_index += 1;
-            drop(last);
+            // `last` is kept through the backoff: a budget that denies the
+            // next attempt ends the call with it (DESIGN §6.2).
             if !sleep.is_zero() {
                 inner.time.sleep(sleep).await;
+            }
+            let (mut gate, _) =
+                inner.gate(key, attempt.retry_index, AttemptKind::Retry, &retry.budget, &resolved.retry_budget);
+            if !gate.allowed {
+                return last;
             }
             let mut make = Some(&mut op);
             let mut future = pin!(None::<Fut>);
             last = (Scoped { attempt: &attempt, make: &mut make, future: future.as_mut() }).await;
+            gate.release.run();
         }
     }
 }
@@ -1198,34 +1245,48 @@ where
         // The lookup is taken apart before anything is awaited, so it is
         // not kept in the call's future; the fast path builds its attempt
         // from constants.
-        let (plain, current) = match &source {
-            Source::Site(site) if site.is_plain(inner) => (Some(Attempt::first(None)), None),
-            Source::Site(site) => split(site.lookup(inner)),
-            Source::Key(key) => split(inner.lookup(key)),
+        let capturing = observe::capture_requested();
+        let (mut lean, current) = match &source {
+            Source::Site(site) if !capturing && site.is_plain(inner) => {
+                (Some((Attempt::first(None), Gate::open())), None)
+            }
+            Source::Site(site) => split(site.lookup(inner, capturing)),
+            Source::Key(key) => split(inner.lookup(key, capturing)),
         };
         // By reference: moving the attempt out would copy it through
-        // memory just written, a store-forwarding stall.
-        let (first, res) = match &plain {
-            Some(attempt) if !observe::capture_requested() => {
+        // memory just written, a store-forwarding stall. The gate's release
+        // stays in the future until it runs, so a call dropped mid-attempt
+        // still releases (on drop).
+        let (first, res) = match &mut lean {
+            Some((attempt, gate)) => {
+                if !gate.allowed {
+                    // What the engine ends a call denied its first attempt
+                    // with (DESIGN §6.2: there is no earlier error).
+                    return Err(E::from(Error::BudgetDenied { reason: std::mem::take(&mut gate.reason) }));
+                }
                 // No deadline, so no timer: the attempt is polled directly,
-                // which keeps the plain call's future small. Its own block, so
+                // which keeps the lean call's future small. Its own block, so
                 // its state is dead (and its bytes reused) once it is over.
                 let error = {
                     let mut make = Some(&mut op);
                     let mut future = pin!(None::<Fut>);
-                    match (Scoped { attempt, make: &mut make, future: future.as_mut() }).await {
+                    let result = (Scoped { attempt, make: &mut make, future: future.as_mut() }).await;
+                    // Before the result is published (as the engine does).
+                    gate.release.run();
+                    match result {
                         Ok(value) => return Ok(value),
                         Err(error) => error,
                     }
                 };
-                // A plain policy's retries run in the lean loop, unless the
-                // resolution stopped being plain: then the engine takes over.
+                // A lean policy's retries run in the lean loop, unless the
+                // resolution stopped being lean: then the engine takes over
+                // from the attempt that ran (its budget already asked).
                 match resolve() {
-                    Ok(resolved) if resolved.plain => return lean_retries(inner, key, resolved, error, op).await,
-                    resolved => (Some(error), resolved),
+                    Ok(resolved) if resolved.lean => return lean_retries(inner, key, resolved, error, op).await,
+                    resolved => (Some((error, std::mem::take(&mut gate.reason))), resolved),
                 }
             }
-            _ => (None, current.map_or_else(resolve, Ok)),
+            None => (None, current.map_or_else(resolve, Ok)),
         };
         engine(inner, key, res, first, op).await
     }
@@ -1242,7 +1303,7 @@ fn engine<F, Fut, T, E>(
     inner: &Inner,
     key: &PolicyKey,
     res: Result<Res, Error>,
-    first: Option<E>,
+    first: Option<(E, Cow<'static, str>)>,
     mut op: F,
 ) -> impl Future<Output = Result<T, E>>
 where
@@ -1252,8 +1313,8 @@ where
 {
     async move {
         let mut call = Call::<'_, E>::begin(inner, key, res, false)?;
-        if let Some(error) = first {
-            let plan = call.plan()?;
+        if let Some((error, reason)) = first {
+            let plan = call.ran(reason);
             match call.settle(plan, Some(Err(error))) {
                 Step::Done(result) => return result,
                 Step::Sleep(duration) => call.sleep(duration).await?,

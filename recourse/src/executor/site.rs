@@ -205,15 +205,15 @@ impl CallSite {
         inner.stamp(inner.generation()).is_some_and(|stamp| self.plain.load(Ordering::Acquire) == stamp)
     }
 
-    /// The cached resolution for a call: when it is current and plain, only
-    /// what the plain first attempt needs (no reference count is taken);
+    /// The cached resolution for a call: when it is current and lean, only
+    /// what the lean first attempt needs (no reference count is taken);
     /// when current, a shared copy; otherwise `Stale`.
-    pub(crate) fn lookup(&self, inner: &Inner) -> Lookup {
+    pub(crate) fn lookup(&self, inner: &Inner, capturing: bool) -> Lookup {
         let generation = inner.generation();
         let cached = self.cache.load();
         match cached.as_ref() {
             Some(cached) if cached.executor == inner.id && cached.generation == generation => {
-                Lookup::current(&cached.resolved)
+                Lookup::current(&cached.resolved, inner, &self.key, capturing)
             }
             _ => Lookup::Stale,
         }
