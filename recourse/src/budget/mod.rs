@@ -168,11 +168,13 @@ impl Release {
         Self(Mutex::new(Some(Box::new(release))))
     }
 
+    #[inline]
     fn slot(&mut self) -> &mut Option<Box<dyn FnOnce() + Send>> {
         self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs the callback if it has not run yet.
+    #[inline]
     pub fn run(&mut self) {
         if let Some(release) = self.slot().take() {
             release();
@@ -191,6 +193,7 @@ impl Release {
 }
 
 impl Drop for Release {
+    #[inline]
     fn drop(&mut self) {
         self.run();
     }

@@ -142,14 +142,30 @@ impl Lookup {
     }
 }
 
-/// A lookup as what the call does first: the lean first attempt (its
-/// scope and gate), or the engine with the current resolution (`None`:
-/// resolve).
-fn split(lookup: Lookup) -> (Option<(Attempt, Gate)>, Option<Res>) {
-    match lookup {
-        Lookup::Lean { policy_id, gate } => (Some((Attempt::first(policy_id), gate)), None),
-        Lookup::Current(resolved) => (None, Some(resolved)),
-        Lookup::Stale => (None, None),
+/// What a call does first.
+enum First {
+    /// The lean first attempt: its scope, its budget's reason, and its
+    /// release (`None` without a budget: then the call's future holds no
+    /// release at all, whose drop would cost the plain path).
+    Lean(Attempt, Cow<'static, str>, Option<Release>),
+    /// The budget denied the first attempt.
+    Denied(Cow<'static, str>),
+    /// The engine, with the current resolution (`None`: resolve).
+    Engine(Option<Res>),
+}
+
+impl From<Lookup> for First {
+    fn from(lookup: Lookup) -> Self {
+        match lookup {
+            Lookup::Lean { gate, .. } if !gate.allowed => Self::Denied(gate.reason),
+            Lookup::Lean { policy_id, gate } => {
+                let Gate { reason, mut release, .. } = gate;
+                let release = release.is_pending().then_some(release);
+                Self::Lean(Attempt::first(policy_id), reason, release)
+            }
+            Lookup::Current(resolved) => Self::Engine(Some(resolved)),
+            Lookup::Stale => Self::Engine(None),
+        }
     }
 }
 
@@ -1246,24 +1262,19 @@ where
         // not kept in the call's future; the fast path builds its attempt
         // from constants.
         let capturing = observe::capture_requested();
-        let (mut lean, current) = match &source {
+        let mut first = match &source {
             Source::Site(site) if !capturing && site.is_plain(inner) => {
-                (Some((Attempt::first(None), Gate::open())), None)
+                First::Lean(Attempt::first(None), Cow::Borrowed(reason::NO_BUDGET), None)
             }
-            Source::Site(site) => split(site.lookup(inner, capturing)),
-            Source::Key(key) => split(inner.lookup(key, capturing)),
+            Source::Site(site) => First::from(site.lookup(inner, capturing)),
+            Source::Key(key) => First::from(inner.lookup(key, capturing)),
         };
         // By reference: moving the attempt out would copy it through
-        // memory just written, a store-forwarding stall. The gate's release
-        // stays in the future until it runs, so a call dropped mid-attempt
-        // still releases (on drop).
-        let (first, res) = match &mut lean {
-            Some((attempt, gate)) => {
-                if !gate.allowed {
-                    // What the engine ends a call denied its first attempt
-                    // with (DESIGN §6.2: there is no earlier error).
-                    return Err(E::from(Error::BudgetDenied { reason: std::mem::take(&mut gate.reason) }));
-                }
+        // memory just written, a store-forwarding stall. The release stays
+        // in the future until it runs, so a call dropped mid-attempt still
+        // releases (on drop).
+        let (first, res) = match &mut first {
+            First::Lean(attempt, reason, release) => {
                 // No deadline, so no timer: the attempt is polled directly,
                 // which keeps the lean call's future small. Its own block, so
                 // its state is dead (and its bytes reused) once it is over.
@@ -1272,7 +1283,9 @@ where
                     let mut future = pin!(None::<Fut>);
                     let result = (Scoped { attempt, make: &mut make, future: future.as_mut() }).await;
                     // Before the result is published (as the engine does).
-                    gate.release.run();
+                    if let Some(release) = release {
+                        release.run();
+                    }
                     match result {
                         Ok(value) => return Ok(value),
                         Err(error) => error,
@@ -1283,10 +1296,15 @@ where
                 // from the attempt that ran (its budget already asked).
                 match resolve() {
                     Ok(resolved) if resolved.lean => return lean_retries(inner, key, resolved, error, op).await,
-                    resolved => (Some((error, std::mem::take(&mut gate.reason))), resolved),
+                    resolved => (Some((error, std::mem::take(reason))), resolved),
                 }
             }
-            None => (None, current.map_or_else(resolve, Ok)),
+            First::Denied(reason) => {
+                // What the engine ends a call denied its first attempt with
+                // (DESIGN §6.2: there is no earlier error).
+                return Err(E::from(Error::BudgetDenied { reason: std::mem::take(reason) }));
+            }
+            First::Engine(current) => (None, current.take().map_or_else(resolve, Ok)),
         };
         engine(inner, key, res, first, op).await
     }
