@@ -22,7 +22,7 @@ use crate::classify::{Classifier, Classify, Outcome, OutcomeKind};
 use crate::error::{Component, Error, PanicError};
 use crate::hedge::{HedgeTrigger, LatencyTracker};
 use crate::observe::{self, Attempt, AttemptRecord, FinalError, Observer, Timeline};
-use crate::policy::{BudgetRef, Jitter, Policy, PolicyKey};
+use crate::policy::{BudgetRef, Jitter, Policy, PolicyKey, RetryPolicy};
 use crate::provider::{PolicyProvider, ProviderError, ProviderErrorKind, StaticProvider};
 
 /// Static policies given to the builder, consulted before the provider.
@@ -363,6 +363,26 @@ impl Inner {
                 Ok((Some(Arc::clone(&self.fixed_delay)), Some(format!("trigger {name} not found; fixed delay used"))))
             }
         }
+    }
+
+    /// The retry decision after failed attempt `index` (0-based), shared by
+    /// the engine and the lean path: `None` when the call ends (the outcome
+    /// is not retryable, or the attempts are used up), else the backoff
+    /// before the next attempt. Jitter is drawn only when the call goes on.
+    #[inline]
+    pub(crate) fn backoff(
+        &self,
+        retry: &RetryPolicy,
+        index: u32,
+        kind: OutcomeKind,
+        backoff: Option<Duration>,
+        base: Duration,
+    ) -> Option<Duration> {
+        if kind != OutcomeKind::Retryable || index + 1 >= retry.max_attempts.max(1) {
+            return None;
+        }
+        let unit = if retry.jitter == Jitter::None { 0.0 } else { self.rng.next_unit() };
+        Some(compute_sleep(base, retry, backoff, unit))
     }
 
     /// Asks an attempt's budget: the gate, and the mode to report (`None`:
@@ -1088,12 +1108,10 @@ where
     #[allow(clippy::needless_pass_by_value, reason = "the outcome is the failure's; it ends here")]
     pub(crate) fn decide<T>(&mut self, error: E, outcome: Outcome) -> Step<T, E> {
         let retry = &self.res.policy.retry;
-        if outcome.kind != OutcomeKind::Retryable || self.index + 1 >= retry.max_attempts.max(1) {
+        let Some(sleep) = self.inner.backoff(retry, self.index, outcome.kind, outcome.backoff, self.base) else {
             self.finish(Verdict::of(&outcome), Some(final_error(error_text(&error), &outcome)));
             return Step::Done(Err(error));
-        }
-        let unit = if retry.jitter == Jitter::None { 0.0 } else { self.inner.rng.next_unit() };
-        let sleep = compute_sleep(self.base, retry, outcome.backoff, unit);
+        };
         // DESIGN §6.7: never sleep into the deadline; end now with the error
         // we have instead of waking up to a timeout.
         if let Some(deadline) = self.deadline
@@ -1201,11 +1219,9 @@ where
                 Ok(brief) => brief,
                 Err(panic) => return Err(E::from(Error::Panic(panic))),
             };
-            if kind != OutcomeKind::Retryable || attempt.retry_index + 1 >= retry.max_attempts.max(1) {
+            let Some(sleep) = inner.backoff(retry, attempt.retry_index, kind, backoff, base) else {
                 return last;
-            }
-            let unit = if retry.jitter == Jitter::None { 0.0 } else { inner.rng.next_unit() };
-            let sleep = compute_sleep(base, retry, backoff, unit);
+            };
             base = next_backoff(base, retry);
             attempt.retry_index += 1;
             // `last` is kept through the backoff: a budget that denies the
