@@ -1278,51 +1278,57 @@ where
         // not kept in the call's future; the fast path builds its attempt
         // from constants.
         let capturing = observe::capture_requested();
-        let mut first = match &source {
+        // Everything but the lean first attempt is settled before anything
+        // is awaited, so the call's future keeps only that attempt's scope,
+        // budget reason and release (each dropped inline; an enum of all
+        // the cases had an out-of-line drop on every call).
+        let (attempt, mut reason, mut release) = match &source {
             Source::Site(site) if !capturing && site.is_plain(inner) => {
-                First::Lean(Attempt::first(None), Cow::Borrowed(reason::NO_BUDGET), None)
+                (Attempt::first(None), Cow::Borrowed(reason::NO_BUDGET), None)
             }
-            Source::Site(site) => First::from(site.lookup(inner, capturing)),
-            Source::Key(key) => First::from(inner.lookup(key, capturing)),
-        };
-        // By reference: moving the attempt out would copy it through
-        // memory just written, a store-forwarding stall. The release stays
-        // in the future until it runs, so a call dropped mid-attempt still
-        // releases (on drop).
-        let (first, res) = match &mut first {
-            First::Lean(attempt, reason, release) => {
-                // No deadline, so no timer: the attempt is polled directly,
-                // which keeps the lean call's future small. Its own block, so
-                // its state is dead (and its bytes reused) once it is over.
-                let error = {
-                    let mut make = Some(&mut op);
-                    let mut future = pin!(None::<Fut>);
-                    let result = (Scoped { attempt, make: &mut make, future: future.as_mut() }).await;
-                    // Before the result is published (as the engine does).
-                    if let Some(release) = release {
-                        release.run();
-                    }
-                    match result {
-                        Ok(value) => return Ok(value),
-                        Err(error) => error,
-                    }
+            _ => {
+                let lookup = match &source {
+                    Source::Site(site) => site.lookup(inner, capturing),
+                    Source::Key(key) => inner.lookup(key, capturing),
                 };
-                // A lean policy's retries run in the lean loop, unless the
-                // resolution stopped being lean: then the engine takes over
-                // from the attempt that ran (its budget already asked).
-                match resolve() {
-                    Ok(resolved) if resolved.lean => return lean_retries(inner, key, resolved, error, op).await,
-                    resolved => (Some((error, std::mem::take(reason))), resolved),
+                match First::from(lookup) {
+                    First::Lean(attempt, reason, release) => (attempt, reason, release),
+                    First::Denied(reason) => {
+                        // What the engine ends a call denied its first
+                        // attempt with (DESIGN §6.2: no earlier error).
+                        return Err(E::from(Error::BudgetDenied { reason }));
+                    }
+                    First::Engine(current) => {
+                        return engine(inner, key, current.map_or_else(resolve, Ok), None, op).await;
+                    }
                 }
             }
-            First::Denied(reason) => {
-                // What the engine ends a call denied its first attempt with
-                // (DESIGN §6.2: there is no earlier error).
-                return Err(E::from(Error::BudgetDenied { reason: std::mem::take(reason) }));
-            }
-            First::Engine(current) => (None, current.take().map_or_else(resolve, Ok)),
         };
-        engine(inner, key, res, first, op).await
+        // No deadline, so no timer: the attempt is polled directly, which
+        // keeps the lean call's future small. Its own block, so its state is
+        // dead (and its bytes reused) once it is over. The release stays in
+        // the future until it runs, so a call dropped mid-attempt still
+        // releases (on drop).
+        let error = {
+            let mut make = Some(&mut op);
+            let mut future = pin!(None::<Fut>);
+            let result = (Scoped { attempt: &attempt, make: &mut make, future: future.as_mut() }).await;
+            // Before the result is published (as the engine does).
+            if let Some(release) = &mut release {
+                release.run();
+            }
+            match result {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            }
+        };
+        // A lean policy's retries run in the lean loop, unless the
+        // resolution stopped being lean: then the engine takes over from
+        // the attempt that ran (its budget already asked).
+        match resolve() {
+            Ok(resolved) if resolved.lean => lean_retries(inner, key, resolved, error, op).await,
+            res => engine(inner, key, res, Some((error, std::mem::take(&mut reason))), op).await,
+        }
     }
 }
 
