@@ -1210,6 +1210,7 @@ where
         let retry = &resolved.policy.retry;
         let mut attempt = Attempt::first(resolved.policy.id.clone());
         let mut base = retry.initial_backoff;
+        let budgeted = !matches!(resolved.retry_budget, BudgetSlot::Unbudgeted);
         // The attempt's result stays where the attempt left it and is
         // classified by reference: every move of an error is a copy.
         let mut last = Err(error);
@@ -1229,15 +1230,22 @@ where
             if !sleep.is_zero() {
                 inner.time.sleep(sleep).await;
             }
-            let (mut gate, _) =
-                inner.gate(key, attempt.retry_index, AttemptKind::Retry, &retry.budget, &resolved.retry_budget);
-            if !gate.allowed {
-                return last;
+            // No gate (and no release to carry) without a budget.
+            let mut release = None;
+            if budgeted {
+                let (gate, _) =
+                    inner.gate(key, attempt.retry_index, AttemptKind::Retry, &retry.budget, &resolved.retry_budget);
+                if !gate.allowed {
+                    return last;
+                }
+                release = Some(gate.release);
             }
             let mut make = Some(&mut op);
             let mut future = pin!(None::<Fut>);
             last = (Scoped { attempt: &attempt, make: &mut make, future: future.as_mut() }).await;
-            gate.release.run();
+            if let Some(release) = &mut release {
+                release.run();
+            }
         }
     }
 }
