@@ -388,6 +388,7 @@ impl Inner {
     /// Asks an attempt's budget: the gate, and the mode to report (`None`:
     /// the policy has no budget, nothing to report). A budget that panics
     /// denies (with panic recovery on).
+    #[inline]
     pub(crate) fn gate(
         &self,
         key: &PolicyKey,
@@ -826,6 +827,7 @@ where
     /// breaker, or ends the call at once (with the error converted into
     /// `E`) when resolution failed or the circuit is open. `sequential`
     /// calls (the `&mut` form) never hedge.
+    #[inline]
     pub(crate) fn begin(
         inner: &'x Inner,
         key: &'x PolicyKey,
