@@ -773,20 +773,27 @@ fn main() {
         future_sizes();
         return;
     }
-    let only = std::env::args().skip(1).find(|a| a.starts_with('S') || a.starts_with('s')).map(|a| a.to_uppercase());
-    if let Some(only) = only {
-        // One scenario (for profiling): `cargo bench --bench peers -- S4`.
-        let t = match only.as_str() {
-            "S1" => s1(config),
-            "S2" => s2(config),
-            "S3" => s3(config),
-            "S3B" => s3_budgets(config),
-            "S4" => s4(config),
-            "S5" => s5(config),
-            "S6" => s6(config),
-            other => panic!("unknown scenario {other}"),
-        };
-        t.print();
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a.starts_with('S') || a.starts_with('s'))
+        .map(|a| a.to_uppercase())
+        .collect();
+    if !only.is_empty() {
+        // Some scenarios, in the order given (for profiling, or to see one
+        // scenario's effect on the next): `cargo bench --bench peers -- S4`.
+        for scenario in only {
+            let t = match scenario.as_str() {
+                "S1" => s1(config),
+                "S2" => s2(config),
+                "S3" => s3(config),
+                "S3B" => s3_budgets(config),
+                "S4" => s4(config),
+                "S5" => s5(config),
+                "S6" => s6(config),
+                other => panic!("unknown scenario {other}"),
+            };
+            t.print();
+        }
         return;
     }
     let tables = [s1(config), s2(config), s3(config), s3_budgets(config), s4(config), s5(config), s6(config)];

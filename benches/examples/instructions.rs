@@ -1,8 +1,9 @@
 //! Instruction counts per call, for profiling the call path: run N calls of
 //! the S1 scenario (a `key!` call that succeeds at once) or, with `s2` as the
 //! second argument, the S2 scenario (two failures, then a success, sleeps
-//! bypassed), or with `s3` a call whose policy has a token-bucket budget
-//! (the engine's path), under callgrind twice and divide the difference by the
+//! bypassed), with `s3` a call whose policy has a token-bucket budget, or
+//! with `s4` a hedged call whose primary wins (the engine's path), under
+//! callgrind twice and divide the difference by the
 //! difference in N:
 //!
 //! ```sh
@@ -65,14 +66,26 @@ fn main() {
         .policy(Policy::builder("bench.Flaky").max_attempts(3).build())
         .policy(Policy::builder("bench.Budgeted").max_attempts(3).budget("bench").build())
         .budget("bench", recourse::budget::TokenBucket::new(1 << 40, 1e15))
+        .policy(
+            Policy::builder("bench.Hedged")
+                .max_attempts(3)
+                .max_hedges(1)
+                .hedge_delay(Duration::from_millis(100))
+                .build(),
+        )
         .sleeper(NoSleep)
         .build();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let n: u64 = std::env::args().nth(1).map_or(100_000, |s| s.parse().unwrap());
     let mode = std::env::args().nth(2).unwrap_or_default();
     rt.block_on(async {
         let mut sum = 0u64;
-        if mode == "s3" {
+        if mode == "s4" {
+            let key = recourse::key!("bench.Hedged");
+            for i in 0..n {
+                sum += exec.call(key, || async move { Ok::<u64, Failure>(std::hint::black_box(i)) }).await.unwrap();
+            }
+        } else if mode == "s3" {
             let key = recourse::key!("bench.Budgeted");
             for i in 0..n {
                 sum += exec.call(key, || async move { Ok::<u64, Failure>(std::hint::black_box(i)) }).await.unwrap();
