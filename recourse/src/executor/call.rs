@@ -1262,11 +1262,12 @@ fn boxed<T>(make: impl FnOnce() -> T) -> Pin<Box<T>> {
     Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
-/// The closure form: resolution at the first poll (so a capture around the
-/// future is seen), then one attempt, or a hedged retry group, per
-/// iteration. Written as one flat async fn, with the attempt's deadline
-/// timer inline, so a call's future nests as few futures as possible: each
-/// level of nesting is a copy of the whole future when it is created.
+/// The closure form: the cache is consulted at the first poll (so a
+/// capture around the future is seen); a lean call runs its first attempt
+/// here and its retries in [`lean_retries`], anything else runs in
+/// [`engine`]. The two are separate futures so their states share bytes in
+/// this one; the first attempt is inline, so the common call nests no
+/// future of ours inside another.
 #[allow(
     clippy::manual_async_fn,
     reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
@@ -1278,14 +1279,14 @@ where
     E: Classify + From<Error> + 'static,
 {
     async move {
-        // A plain policy (no budget, breaker, hedging, deadline or observer)
-        // and no capture listening: the first attempt runs without the
-        // engine's bookkeeping, because on success there is nothing to decide
-        // or record. The cached resolution is only peeked at (no reference
-        // count is taken, so concurrent calls share nothing they write). A
-        // failure goes on in `lean_retries` while the policy is still plain,
-        // else it enters the engine exactly where a planned first attempt
-        // would have.
+        // A lean policy (no breaker, hedging, deadline or observer; a retry
+        // budget allowed) and no capture listening: the first attempt runs
+        // without the engine's bookkeeping, because on success there is
+        // nothing to decide or record beyond its budget's release. The
+        // cached resolution is only peeked at (no reference count is taken,
+        // so concurrent calls share nothing they write). A failure goes on
+        // in `lean_retries` while the policy is still lean, else it enters
+        // the engine exactly where a planned first attempt would have.
         let key = match &source {
             Source::Site(site) => site.key(),
             Source::Key(key) => key,
@@ -1353,7 +1354,7 @@ where
 }
 
 /// The engine's attempt loop, from the resolution on; `first` is the error
-/// of a plain first attempt that already ran. Its own future, like
+/// (and budget reason) of a lean first attempt that already ran. Its own future, like
 /// `lean_retries`, so the two share bytes in `drive`'s future.
 #[allow(
     clippy::manual_async_fn,
