@@ -4,7 +4,7 @@
 //! operation under the policy's envelope: bounded attempts, backoff with
 //! jitter, per-attempt and overall deadlines, and classification of every
 //! failure. Build one with [`Executor::builder`], or use the process-wide
-//! [`global`](crate::global) executor.
+//! [`global`] executor.
 
 mod backoff;
 pub(crate) mod call;
