@@ -311,6 +311,12 @@ impl TokenBucket {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| t.checked_sub(need))
                 .is_ok();
         }
+        if self.central.tokens.load(Ordering::SeqCst) < need {
+            // Nothing to move: no move mark either, so an empty bucket
+            // hammered by several threads does not keep every refusal from
+            // finding a still view.
+            return false;
+        }
         let mut moved = 0;
         // The batch is in flight between the two counters; the move mark
         // keeps a refusal or a refill from reading that as a loss.
