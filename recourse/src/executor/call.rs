@@ -2,6 +2,12 @@
 //! timeline and telling observers are the only things that differ when
 //! someone is watching, and they change no decision.
 
+// The call path's futures (`drive`, `lean_retries`, `engine`) are
+// functions returning `async move` blocks rather than `async fn`s: a block
+// uses its captures in place, while an `async fn` copies its parameters
+// into its body at the first poll, a store-forwarding stall per call.
+#![allow(clippy::manual_async_fn, reason = "see the comment above")]
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
@@ -1194,10 +1200,6 @@ pub(crate) enum Source<'x> {
 /// `tests/tests/lean.rs` checks that it decides exactly as the engine
 /// does. Its own future, so its state overlaps the engine's in `drive`'s
 /// future instead of adding to it.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
-)]
 fn lean_retries<F, Fut, T, E>(
     inner: &Inner,
     key: &PolicyKey,
@@ -1268,10 +1270,6 @@ fn boxed<T>(make: impl FnOnce() -> T) -> Pin<Box<T>> {
 /// [`engine`]. The two are separate futures so their states share bytes in
 /// this one; the first attempt is inline, so the common call nests no
 /// future of ours inside another.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
-)]
 pub(crate) fn drive<F, Fut, T, E>(inner: &Inner, source: Source<'_>, mut op: F) -> impl Future<Output = Result<T, E>>
 where
     F: FnMut() -> Fut,
@@ -1356,10 +1354,6 @@ where
 /// The engine's attempt loop, from the resolution on; `first` is the error
 /// (and budget reason) of a lean first attempt that already ran. Its own future, like
 /// `lean_retries`, so the two share bytes in `drive`'s future.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async block uses its captures in place; an async fn copies its parameters into the body at the first poll, which costs a store-forwarding stall per call"
-)]
 fn engine<F, Fut, T, E>(
     inner: &Inner,
     key: &PolicyKey,
