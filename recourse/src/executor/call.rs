@@ -1,6 +1,9 @@
-//! The engine: one attempt loop for every call (DESIGN §6.1). Recording a
-//! timeline and telling observers are the only things that differ when
-//! someone is watching, and they change no decision.
+//! The engine: one set of decisions for every call (DESIGN §6.1). Recording
+//! a timeline and telling observers are the only things that differ when
+//! someone is watching, and they change no decision. Calls with nothing to
+//! time, break, hedge or record take the lean path (`drive`,
+//! `lean_retries`), which makes the same decisions through the same
+//! functions without building the engine's `Call`.
 
 // The call path's futures (`drive`, `lean_retries`, `engine`) are
 // functions returning `async move` blocks rather than `async fn`s: a block
