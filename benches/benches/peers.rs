@@ -30,17 +30,14 @@
 use std::fmt;
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use recourse::budget::TokenBucket;
-use recourse::executor::{SleepFuture, Sleeper};
 use recourse::{Classifier, Executor, Policy, recourse};
-use recourse_benches::{Config, Measurement, measure};
+use recourse_benches::{Config, Measurement, NoSleep, measure};
 use tokio::runtime::Runtime;
 use tokio_retry2::strategy::{ExponentialBackoff, FixedInterval};
 use tokio_retry2::{Retry as TokioRetry, RetryError};
@@ -125,27 +122,6 @@ fn failed() -> ! {
 // ---------------------------------------------------------------------------
 // Sleep bypasses and peer policies
 // ---------------------------------------------------------------------------
-
-/// recourse's sleep hook: returns at once. The future is zero-sized, so its
-/// box does not allocate (a `Box::pin(async {})` would: one allocation per
-/// sleep, which is the hook's cost, not the library's).
-struct NoSleep;
-
-struct Done;
-
-impl Future for Done {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        Poll::Ready(())
-    }
-}
-
-impl Sleeper for NoSleep {
-    fn sleep(&self, _: Duration) -> SleepFuture {
-        Box::pin(Done)
-    }
-}
 
 /// A hand-written retry loop: up to `max` attempts, retrying transient
 /// errors, sleep bypassed.

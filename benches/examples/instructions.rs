@@ -12,13 +12,10 @@
 //! valgrind --tool=callgrind target/release/examples/instructions 20000 [s2]
 //! ```
 #![allow(missing_docs)]
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use recourse::executor::{SleepFuture, Sleeper};
 use recourse::policy::Policy;
+use recourse_benches::NoSleep;
 
 #[derive(Debug, recourse::Classifier)]
 enum Failure {
@@ -38,25 +35,6 @@ impl std::error::Error for Failure {}
 impl From<recourse::Error> for Failure {
     fn from(error: recourse::Error) -> Self {
         Self::Recourse(error)
-    }
-}
-
-/// A sleep that is over at once; zero-sized, so its box does not allocate.
-struct Done;
-
-impl Future for Done {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        Poll::Ready(())
-    }
-}
-
-struct NoSleep;
-
-impl Sleeper for NoSleep {
-    fn sleep(&self, _: Duration) -> SleepFuture {
-        Box::pin(Done)
     }
 }
 

@@ -10,7 +10,10 @@
 //! static GLOBAL: &recourse_benches::Allocator = &recourse_benches::ALLOCATOR;
 //! ```
 
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 pub use stats_alloc::{INSTRUMENTED_SYSTEM as ALLOCATOR, StatsAlloc};
@@ -141,5 +144,29 @@ pub fn print_table(title: &str, rows: &[Measurement]) {
     println!("|---|---:|---:|---:|");
     for row in rows {
         println!("{}", row.row());
+    }
+}
+
+/// recourse's sleep hook for benchmarks: every sleep is over at once. The
+/// future is zero-sized, so its box does not allocate (a
+/// `Box::pin(async {})` would: one allocation per sleep, which is the hook's
+/// cost, not the library's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSleep;
+
+/// The future [`NoSleep`] returns: ready at its first poll.
+struct Done;
+
+impl Future for Done {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+}
+
+impl recourse::executor::Sleeper for NoSleep {
+    fn sleep(&self, _: Duration) -> recourse::executor::SleepFuture {
+        Box::pin(Done)
     }
 }
