@@ -125,56 +125,37 @@ impl Resolved {
     }
 }
 
-/// A call's look at its cache, before anything else.
-pub(crate) enum Lookup {
-    /// Current and lean (see `Resolved::lean`), nobody watching: all the
-    /// first attempt needs is the policy id and its budget's gate, taken
-    /// here while the cache is borrowed, so the call holds no reference
-    /// count (which every thread calling the key would write).
-    Lean { policy_id: Option<Arc<str>>, gate: Gate },
-    /// Current.
-    Current(Res),
-    /// Missing or out of date: resolve.
-    Stale,
-}
-
-impl Lookup {
-    /// `capturing`: a capture is listening, so the call must be recorded
-    /// (the engine's path).
-    pub(crate) fn current(resolved: &Arc<Resolved>, inner: &Inner, key: &PolicyKey, capturing: bool) -> Self {
-        if !resolved.lean || capturing {
-            return Self::Current(Arc::clone(resolved));
-        }
-        let retry = &resolved.policy.retry;
-        let (gate, _) = inner.gate(key, 0, AttemptKind::Retry, &retry.budget, &resolved.retry_budget);
-        Self::Lean { policy_id: resolved.policy.id.clone(), gate }
-    }
-}
-
-/// What a call does first.
-enum First {
-    /// The lean first attempt: its scope, its budget's reason, and its
-    /// release (`None` without a budget: then the call's future holds no
-    /// release at all, whose drop would cost the plain path).
+/// What a call does first, from its look at the cache.
+pub(crate) enum First {
+    /// Current and lean (see `Resolved::lean`), nobody watching: the lean
+    /// first attempt, with its scope, its budget's reason and its release
+    /// (`None` without a budget: then the call's future holds no release
+    /// at all, whose drop would cost the plain path). The gate is taken
+    /// while the cache is borrowed, so the call holds no reference count
+    /// (which every thread calling the key would write).
     Lean(Attempt, Cow<'static, str>, Option<Release>),
     /// The budget denied the first attempt.
     Denied(Cow<'static, str>),
-    /// The engine, with the current resolution (`None`: resolve).
+    /// The engine, with the current resolution (`None`: missing or out of
+    /// date, resolve).
     Engine(Option<Res>),
 }
 
-impl From<Lookup> for First {
-    fn from(lookup: Lookup) -> Self {
-        match lookup {
-            Lookup::Lean { gate, .. } if !gate.allowed => Self::Denied(gate.reason),
-            Lookup::Lean { policy_id, gate } => {
-                let Gate { reason, mut release, .. } = gate;
-                let release = release.is_pending().then_some(release);
-                Self::Lean(Attempt::first(policy_id), reason, release)
-            }
-            Lookup::Current(resolved) => Self::Engine(Some(resolved)),
-            Lookup::Stale => Self::Engine(None),
+impl First {
+    /// From a current resolution. `capturing`: a capture is listening, so
+    /// the call must be recorded (the engine's path).
+    pub(crate) fn current(resolved: &Arc<Resolved>, inner: &Inner, key: &PolicyKey, capturing: bool) -> Self {
+        if !resolved.lean || capturing {
+            return Self::Engine(Some(Arc::clone(resolved)));
         }
+        let retry = &resolved.policy.retry;
+        let (gate, _) = inner.gate(key, 0, AttemptKind::Retry, &retry.budget, &resolved.retry_budget);
+        let Gate { allowed, reason, mut release } = gate;
+        if !allowed {
+            return Self::Denied(reason);
+        }
+        let release = release.is_pending().then_some(release);
+        Self::Lean(Attempt::first(resolved.policy.id.clone()), reason, release)
     }
 }
 
@@ -297,13 +278,13 @@ impl Inner {
     }
 
     /// `key`'s cached resolution for a call (see `CallSite::lookup`).
-    pub(crate) fn lookup(&self, key: &PolicyKey, capturing: bool) -> Lookup {
+    pub(crate) fn lookup(&self, key: &PolicyKey, capturing: bool) -> First {
         let generation = self.generation();
         match self.resolved.load().get(key) {
             Some((cached_generation, resolved)) if *cached_generation == generation => {
-                Lookup::current(resolved, self, key, capturing)
+                First::current(resolved, self, key, capturing)
             }
-            _ => Lookup::Stale,
+            _ => First::Engine(None),
         }
     }
 
@@ -1309,11 +1290,11 @@ where
                 (Attempt::first(None), Cow::Borrowed(reason::NO_BUDGET), None)
             }
             _ => {
-                let lookup = match &source {
+                let first = match &source {
                     Source::Site(site) => site.lookup(inner, capturing),
                     Source::Key(key) => inner.lookup(key, capturing),
                 };
-                match First::from(lookup) {
+                match first {
                     First::Lean(attempt, reason, release) => (attempt, reason, release),
                     First::Denied(reason) => {
                         // What the engine ends a call denied its first

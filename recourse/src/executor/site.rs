@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::call::{Call, Lookup, Res, Resolved, Site, Source, drive};
+use super::call::{Call, First, Res, Resolved, Site, Source, drive};
 use super::{Executor, Inner};
 use crate::budget::{Budget, TokenBucket, Unlimited};
 use crate::classify::Classify;
@@ -208,14 +208,14 @@ impl CallSite {
     /// The cached resolution for a call: when it is current and lean, only
     /// what the lean first attempt needs (no reference count is taken);
     /// when current, a shared copy; otherwise `Stale`.
-    pub(crate) fn lookup(&self, inner: &Inner, capturing: bool) -> Lookup {
+    pub(crate) fn lookup(&self, inner: &Inner, capturing: bool) -> First {
         let generation = inner.generation();
         let cached = self.cache.load();
         match cached.as_ref() {
             Some(cached) if cached.executor == inner.id && cached.generation == generation => {
-                Lookup::current(&cached.resolved, inner, &self.key, capturing)
+                First::current(&cached.resolved, inner, &self.key, capturing)
             }
-            _ => Lookup::Stale,
+            _ => First::Engine(None),
         }
     }
 
