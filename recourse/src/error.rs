@@ -168,15 +168,25 @@ pub enum Component {
     Classifier,
     /// A budget.
     Budget,
+    /// A circuit breaker.
+    CircuitBreaker,
+    /// A hedge trigger.
+    HedgeTrigger,
+    /// An observer.
+    Observer,
 }
 
 impl Component {
-    /// `policy_provider`, `classifier` or `budget`.
+    /// `policy_provider`, `classifier`, `budget`, `circuit_breaker`,
+    /// `hedge_trigger` or `observer`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::PolicyProvider => "policy_provider",
             Self::Classifier => "classifier",
             Self::Budget => "budget",
+            Self::CircuitBreaker => "circuit_breaker",
+            Self::HedgeTrigger => "hedge_trigger",
+            Self::Observer => "observer",
         }
     }
 
@@ -186,6 +196,9 @@ impl Component {
             Self::PolicyProvider => "panic_in_policy_provider",
             Self::Classifier => "panic_in_classifier",
             Self::Budget => "panic_in_budget",
+            Self::CircuitBreaker => "panic_in_circuit_breaker",
+            Self::HedgeTrigger => "panic_in_hedge_trigger",
+            Self::Observer => "panic_in_observer",
         }
     }
 }

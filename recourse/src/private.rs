@@ -8,11 +8,11 @@ pub use core::time::Duration;
 
 pub use crate::classify::{Classify, Outcome, OutcomeKind};
 // `#[recourse]` support: call sites, compiled catalog policies and the
-// sequential (`&mut`) attempt loop.
+// sequential (`&mut`) driver.
 pub use crate::Error;
-pub use crate::executor::call::{Call, Plan, Step};
-pub use crate::executor::site::CheckedKey;
-pub use crate::executor::site::{BudgetDecl, CallSite, CatalogSpec, CircuitSpec, HedgeSpec};
+pub use crate::executor::catalog::{BudgetDecl, CatalogSpec, CircuitSpec, HedgeSpec};
+pub use crate::executor::drive::Sequential;
+pub use crate::executor::site::{CallSite, CheckedKey};
 pub use crate::executor::{Executor, global};
 pub use crate::policy::{Jitter, PolicyKey};
 

@@ -65,9 +65,12 @@ async fn n66_a_hedged_call_returns_the_operations_value() {
     assert_eq!(result.unwrap(), "ok");
     assert!(!timeline.attempts.is_empty(), "N66: at least one record");
     // Exact on paused time: the hedge launched at 10 ms, the primary won at
-    // 50 ms and the hedge (due at 60 ms) was dropped unrecorded.
+    // 50 ms and the hedge (due at 60 ms) was dropped, on the record as
+    // cancelled (DESIGN §6.10).
     assert_eq!(calls.get(), 2, "primary + one hedge");
-    assert_eq!(shape(&timeline), [(0, false, 0, OutcomeKind::Success)]);
+    assert_eq!(shape(&timeline), [(0, false, 0, OutcomeKind::Success), (0, true, 1, OutcomeKind::Abort)]);
+    assert_eq!(timeline.attempts[1].outcome.reason, "hedge_cancelled");
+    assert_eq!(timeline.attempts[1].duration(), ms(40), "it ran from its launch to the cancel");
     assert_eq!(start.elapsed(), ms(50));
     assert!(timeline.succeeded());
 }
@@ -99,11 +102,17 @@ async fn n67_the_hedge_wins_and_the_primary_is_dropped() {
     assert_eq!((primary.armed(), primary.dropped()), (1, 1), "the losing primary's future was dropped mid-await");
     assert_eq!(start.elapsed(), ms(10), "the call ends the instant the hedge returns");
     assert!(timeline.attempts.iter().any(|r| r.is_hedge), "N67: a record with is_hedge");
-    assert_eq!(shape(&timeline), [(0, true, 1, OutcomeKind::Success)], "the dropped primary leaves no record");
+    assert_eq!(
+        shape(&timeline),
+        [(0, true, 1, OutcomeKind::Success), (0, false, 0, OutcomeKind::Abort)],
+        "the dropped primary is on the record as cancelled"
+    );
     assert_eq!(timeline.attempts[0].start - timeline.start, ms(10));
+    assert_eq!(timeline.attempts[1].outcome.reason, "hedge_cancelled");
+    assert_eq!(timeline.attempts[1].duration(), ms(10), "the primary ran until the hedge won");
     assert_eq!(
         observer.log(),
-        ["start", "hedge_spawn(0,h1)", "attempt(0)", "hedge_cancel(0,h0,another attempt succeeded)", "success(1)"]
+        ["start", "hedge_spawn(0,h1)", "attempt(0)", "hedge_cancel(0,h0,another attempt succeeded)", "success(2)"]
     );
 }
 
@@ -216,12 +225,15 @@ async fn n69_a_latency_trigger_hedges_at_the_keys_p50() {
     assert_eq!(primary.dropped(), 1);
 }
 
-// A latency trigger, once its threshold is crossed, launches all the
-// group's remaining hedges back to back (spec §9.4, as in Go); max_hedges
-// is clamped to 3.
+// A latency trigger, once its threshold is crossed, keeps answering
+// "spawn"; the group paces it (DESIGN §6.12, unlike Go's burst): one hedge
+// per evaluation, the next evaluation a hedge delay after the launch.
+// max_hedges is clamped to 3.
 #[tokio::test(start_paused = true)]
-async fn a_latency_trigger_launches_the_remaining_hedges_back_to_back() {
-    let executor = executor_with(Policy::builder(KEY).max_attempts(1).max_hedges(7).hedge_trigger("p90").build());
+async fn a_latency_trigger_paces_the_remaining_hedges_by_the_hedge_delay() {
+    let executor = executor_with(
+        Policy::builder(KEY).max_attempts(1).max_hedges(7).hedge_delay(ms(10)).hedge_trigger("p90").build(),
+    );
     assert_eq!(executor.policy_for(&PolicyKey::from(KEY)).unwrap().hedge.max_hedges, 3, "clamped");
     for _ in 0..20 {
         let primed = executor
@@ -238,7 +250,7 @@ async fn a_latency_trigger_launches_the_remaining_hedges_back_to_back() {
         .call(KEY, || {
             launches.lock().unwrap().push((scope().2, start.elapsed()));
             async {
-                tokio::time::sleep(ms(30)).await;
+                tokio::time::sleep(ms(60)).await;
                 Ok::<_, OpError>(())
             }
         })
@@ -249,7 +261,7 @@ async fn a_latency_trigger_launches_the_remaining_hedges_back_to_back() {
     assert_eq!(indices, [0, 1, 2, 3], "the primary and 3 hedges, no more");
     let at = launches[1].1;
     assert!(at > ms(7) && at <= ms(10), "just past the p90 of 8 ms: {at:?}");
-    assert!(launches[1..].iter().all(|&(_, t)| t == at), "all three at the same instant: {launches:?}");
+    assert_eq!((launches[2].1, launches[3].1), (at + ms(10), at + ms(20)), "paced: {launches:?}");
 }
 
 // Hedges launch only while an attempt of the group is in flight: a primary
@@ -303,7 +315,11 @@ async fn hedges_launch_only_while_an_attempt_is_in_flight() {
     .await;
     assert_eq!(result.unwrap(), 2);
     assert_eq!(*launches.lock().unwrap(), [(0, ms(0)), (1, ms(10)), (2, ms(20))]);
-    assert_eq!(shape(&timeline), [(0, false, 0, OutcomeKind::Retryable), (0, true, 2, OutcomeKind::Success)]);
+    assert_eq!(
+        shape(&timeline),
+        [(0, false, 0, OutcomeKind::Retryable), (0, true, 2, OutcomeKind::Success), (0, true, 1, OutcomeKind::Abort)],
+        "hedge 1, still running when hedge 2 won, is on the record as cancelled"
+    );
     assert_eq!(start.elapsed(), ms(25));
 }
 
@@ -362,7 +378,7 @@ async fn losers_release_their_budgets_are_dropped_and_reported() {
             "attempt(0)",
             "hedge_cancel(0,h0,another attempt succeeded)",
             "hedge_cancel(0,h2,another attempt succeeded)",
-            "success(1)",
+            "success(3)",
         ]
     );
     let records = observer.records();
@@ -446,13 +462,8 @@ async fn the_overall_deadline_ends_a_hedged_group_and_releases_everything() {
 }
 
 // §12.15: a call's events end with exactly one on_success / on_failure;
-// when a hedge wins or cancel_on_first_terminal fires, the losers'
-// on_hedge_cancel comes before it. When the overall deadline cuts the
-// group, `Call::conclude` (call.rs, `Cut::Overall`) already finishes the
-// call (on_failure) and only then does `Group::poll` (group.rs,
-// `Concluded::Over`) run `cancel_all`, so on_hedge_cancel (and the
-// losers' budget releases) arrive after on_failure. Expected: the cancels
-// before on_failure, as on the other paths.
+// the losers' on_hedge_cancel comes before it on every path: a hedge won,
+// cancel_on_first_terminal fired, or the overall deadline cut the group.
 #[tokio::test(start_paused = true)]
 async fn hedge_cancels_are_reported_before_the_call_ends_on_its_deadline() {
     let (_, _, _, _, observer) = deadline_cuts_a_hedged_group().await;
@@ -468,7 +479,7 @@ async fn hedge_cancels_are_reported_before_the_call_ends_on_its_deadline() {
             "attempt(0)",
             "hedge_cancel(0,h1,the call ended)",
             "hedge_cancel(0,h2,the call ended)",
-            "failure(1)",
+            "failure(3)",
         ]
     );
 }
@@ -576,7 +587,7 @@ async fn cancel_on_first_terminal_ends_the_call_on_a_terminal_failure() {
     assert!(matches!(result, Err(OpError::Fatal("primary"))), "{result:?}");
     assert_eq!(elapsed, ms(30));
     assert_eq!((hedge.armed(), hedge.dropped()), (1, 1), "the hedge was dropped");
-    assert_eq!(shape(&timeline), [(0, false, 0, OutcomeKind::NonRetryable)]);
+    assert_eq!(shape(&timeline), [(0, false, 0, OutcomeKind::NonRetryable), (0, true, 1, OutcomeKind::Abort)]);
     assert_eq!(
         observer.log(),
         [
@@ -584,7 +595,7 @@ async fn cancel_on_first_terminal_ends_the_call_on_a_terminal_failure() {
             "hedge_spawn(0,h1)",
             "attempt(0)",
             "hedge_cancel(0,h1,another attempt failed terminally)",
-            "failure(1)"
+            "failure(2)"
         ]
     );
 }
@@ -741,7 +752,11 @@ async fn missing_trigger_fallback_hedges_on_the_fixed_delay() {
             Some("trigger nope not found; fixed delay used"),
             "{mode:?}"
         );
-        assert_eq!(shape(&timeline), [(0, false, 0, OutcomeKind::Success)], "the primary won at 50 ms");
+        assert_eq!(
+            shape(&timeline),
+            [(0, false, 0, OutcomeKind::Success), (0, true, 1, OutcomeKind::Abort)],
+            "the primary won at 50 ms; the hedge is on the record as cancelled"
+        );
     }
 }
 

@@ -330,8 +330,15 @@ fn check_call(f: &Finished, policy: &Policy, events: &[Event]) -> usize {
     assert_eq!(**ended, *timeline, "call {i}: observer and capture saw the same timeline");
     let heard: Vec<&AttemptRecord> =
         events.iter().filter_map(|e| if let Event::Attempt(r) = e { Some(r) } else { None }).collect();
-    assert_eq!(heard.len(), timeline.attempts.len(), "call {i}");
-    assert!(heard.iter().zip(&timeline.attempts).all(|(a, b)| *a == b), "call {i}: same records, same order");
+    // Cancelled hedge-group losers are on the record (DESIGN §6.10) and
+    // heard through `on_hedge_cancel`; every other record through
+    // `on_attempt`, in the same order.
+    let (cancelled, finished): (Vec<&AttemptRecord>, Vec<&AttemptRecord>) =
+        timeline.attempts.iter().partition(|r| r.outcome.reason == "hedge_cancelled");
+    assert_eq!(heard.len(), finished.len(), "call {i}");
+    assert!(heard.iter().zip(&finished).all(|(a, b)| a == b), "call {i}: same records, same order");
+    let cancels = events.iter().filter(|e| matches!(e, Event::Cancel { .. })).count();
+    assert_eq!(cancels, cancelled.len(), "call {i}: every cancelled attempt is on the record");
 
     // Records.
     let records = &timeline.attempts;
@@ -361,7 +368,8 @@ fn check_call(f: &Finished, policy: &Policy, events: &[Event]) -> usize {
     let successes = records.iter().filter(|r| r.outcome.kind == OutcomeKind::Success).count();
     if ok {
         assert_eq!(successes, 1, "call {i}: exactly one success record");
-        assert_eq!(records.last().unwrap().outcome.kind, OutcomeKind::Success, "call {i}: the success is last");
+        // The losers it cancelled are recorded after it.
+        assert_eq!(finished.last().unwrap().outcome.kind, OutcomeKind::Success, "call {i}: the success is last");
     } else {
         assert_eq!(successes, 0, "call {i}");
     }
@@ -375,7 +383,7 @@ fn check_call(f: &Finished, policy: &Policy, events: &[Event]) -> usize {
             final_error.message == error.to_string() || Some(&final_error.message) == own.as_ref(),
             "call {i}: {final_error:?} vs {error:?}"
         );
-        let last = records.last().unwrap();
+        let last = finished.last().unwrap();
         // A primary denied by its budget after an attempt ran returns that
         // attempt's error (DESIGN §6.2) but ends as a budget abort.
         if last.budget_allowed || last.is_hedge {
@@ -403,8 +411,10 @@ fn check_call(f: &Finished, policy: &Policy, events: &[Event]) -> usize {
         }
     }
     let allowed: BTreeSet<(u32, u32)> =
-        records.iter().filter(|r| r.budget_allowed).map(|r| (r.attempt, r.hedge_index)).collect();
-    assert!(allowed.is_disjoint(&cancels), "call {i}: a cancelled attempt leaves no record");
+        finished.iter().filter(|r| r.budget_allowed).map(|r| (r.attempt, r.hedge_index)).collect();
+    assert!(allowed.is_disjoint(&cancels), "call {i}: a cancelled attempt reports nothing else");
+    let recorded_cancels: BTreeSet<(u32, u32)> = cancelled.iter().map(|r| (r.attempt, r.hedge_index)).collect();
+    assert_eq!(recorded_cancels, cancels, "call {i}: the cancelled attempts are the ones on the record as such");
     for &(attempt, index) in &spawns {
         assert!(
             allowed.contains(&(attempt, index)) || cancels.contains(&(attempt, index)),
@@ -418,7 +428,7 @@ fn check_call(f: &Finished, policy: &Policy, events: &[Event]) -> usize {
         });
         assert!(spawned < settled, "call {i}: spawned before it settled");
     }
-    for r in records.iter().filter(|r| r.budget_allowed && r.is_hedge) {
+    for r in finished.iter().filter(|r| r.budget_allowed && r.is_hedge) {
         assert!(spawns.contains(&(r.attempt, r.hedge_index)), "call {i}: a launched hedge was announced: {r:?}");
     }
     let launched = allowed.len() + cancels.len();

@@ -9,8 +9,8 @@
 //! async fn charge(&self, id: &str, mut body: String) -> Result<Receipt, BillingError> { BODY }
 //! ```
 //!
-//! Output (concurrent form; the sequential form for `&mut` functions runs
-//! the same steps in an inline loop, see `sequential`):
+//! Output (concurrent form; the sequential form for `&mut` functions hands
+//! each attempt's body to `CallSite::sequential`'s driver in a loop):
 //!
 //! ```ignore
 //! async fn charge(&self, id: &str, body: String) -> Result<Receipt, BillingError> {
@@ -83,8 +83,6 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
 
     let site_ident = format_ident!("__RECOURSE_SITE", span = ret_span);
     let call_method = syn::Ident::new("call", ret_span);
-    let begin_method = syn::Ident::new("begin", ret_span);
-    let settle_method = syn::Ident::new("settle", ret_span);
     let body = match checked.mode {
         Mode::Concurrent => {
             let args = quote! {
@@ -100,28 +98,15 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
         }
         Mode::Sequential => {
             let call = format_ident!("__recourse_call", span = Span::mixed_site());
-            let plan = format_ident!("__recourse_plan", span = Span::mixed_site());
-            let result = format_ident!("__recourse_result", span = Span::mixed_site());
-            let error = format_ident!("__recourse_error", span = Span::mixed_site());
+            let done = format_ident!("__recourse_done", span = Span::mixed_site());
+            let sequential_method = syn::Ident::new("sequential", ret_span);
+            let attempt_method = syn::Ident::new("attempt", ret_span);
             quote! {
-                let mut #call = match #site_ident.#begin_method(#executor) {
-                    ::core::result::Result::Ok(call) => call,
-                    ::core::result::Result::Err(#error) => return ::core::result::Result::Err(#error),
-                };
+                let mut #call = #site_ident.#sequential_method(#executor);
                 loop {
-                    let #plan = match #call.plan() {
-                        ::core::result::Result::Ok(plan) => plan,
-                        ::core::result::Result::Err(#error) => return ::core::result::Result::Err(#error),
-                    };
                     #(#rebind)*
-                    let #result = #plan.run(async { #attempt_body }).await;
-                    match #call.#settle_method(#plan, #result) {
-                        #private::Step::Done(done) => return done,
-                        #private::Step::Sleep(duration) => {
-                            if let ::core::result::Result::Err(#error) = #call.sleep(duration).await {
-                                return ::core::result::Result::Err(#error);
-                            }
-                        }
+                    if let ::core::option::Option::Some(#done) = #call.#attempt_method(async { #attempt_body }).await {
+                        return #done;
                     }
                 }
             }

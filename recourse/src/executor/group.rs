@@ -3,26 +3,32 @@
 //!
 //! Every launched attempt is a pinned slot polled in its own attempt scope
 //! with its own deadline timer; a hedge timer asks the trigger when to
-//! launch the next one. The group ends on the first success (the others
-//! are dropped at once: cancelled, budget released, `on_hedge_cancel`), on
-//! the first terminal outcome with `cancel_on_first_terminal`, or when
-//! every launched attempt has reported. In-flight attempts are counted in
-//! this one task, so "every launched attempt has reported" cannot race
-//! (Go §12.8's hang cannot happen).
+//! launch the next one, at most one hedge per evaluation and the next
+//! evaluation no sooner than the hedge delay after a launch (DESIGN
+//! §6.12). The group ends on the first success (the others are dropped at
+//! once: cancelled, budget released, recorded as `hedge_cancelled`), on the
+//! first terminal outcome with `cancel_on_first_terminal`, or when every
+//! launched attempt has reported. In-flight attempts are counted in this
+//! one task, so "every launched attempt has reported" cannot race (Go
+//! §12.8's hang cannot happen).
+//!
+//! The bookkeeping ([`Hedger`]) is not generic over the operation; only
+//! the slots holding the operation's futures are.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::call::{Call, Concluded, Plan, Res, Step};
-use crate::classify::{Classify, Outcome, OutcomeKind};
-use crate::error::Error;
+use super::attempt::{Plan, arm};
+use super::engine::{Attempted, Concluded, Engine, Next};
+use super::resolve::Res;
+use crate::classify::{Classify, ErrorView, Outcome, OutcomeKind};
+use crate::error::{Component, Error};
 use crate::hedge::{HedgeState, LatencySnapshot, TriggerDecision};
-use crate::observe;
+use crate::observe::{self, AttemptScope};
 use crate::policy::limits;
 
 /// Slots: the primary and at most `limits::MAX_HEDGES` hedges.
@@ -31,19 +37,16 @@ const SLOTS: usize = 1 + limits::MAX_HEDGES as usize;
 /// The shortest wait between two trigger evaluations.
 const MIN_CHECK_IN: Duration = Duration::from_millis(1);
 
-struct Group<'g, 'x, F, Fut, E> {
-    call: &'g mut Call<'x, E>,
-    op: &'g mut F,
-    /// The call's resolution (one reference count for the policy, the
-    /// trigger and the tracker); its trigger is `Some` (checked by `run`).
+/// The group's state apart from the operation's futures.
+struct Hedger<'g> {
+    /// The call's resolution; hedging implies a trigger.
     res: Res,
-    slots: [Pin<&'g mut Option<Fut>>; SLOTS],
     timers: [Pin<&'g mut Option<Sleep>>; SLOTS],
     plans: [Option<Plan>; SLOTS],
     hedge_timer: Pin<&'g mut Option<Sleep>>,
-    /// When the trigger wants to be asked again; the timer for it is only
-    /// created once the attempts are found pending, so a primary that is
-    /// ready at once never touches the timer wheel.
+    /// When the trigger is asked next; the timer for it is only armed once
+    /// the attempts are found pending, so a primary that is ready at once
+    /// never touches the timer wheel.
     next_check: Option<Instant>,
     started: Instant,
     max_hedges: u32,
@@ -51,8 +54,6 @@ struct Group<'g, 'x, F, Fut, E> {
     launched: u32,
     in_flight: usize,
     stopped: bool,
-    /// The most severe failure so far (ties: the latest).
-    failure: Option<(E, Outcome)>,
 }
 
 fn severity(kind: OutcomeKind) -> u8 {
@@ -64,6 +65,121 @@ fn severity(kind: OutcomeKind) -> u8 {
     }
 }
 
+impl Hedger<'_> {
+    fn launched(&mut self, slot: usize, plan: Plan) {
+        match plan.attempt.deadline {
+            Some(cutoff) => arm(self.timers[slot].as_mut(), cutoff),
+            None => self.timers[slot].set(None),
+        }
+        self.plans[slot] = Some(plan);
+        self.in_flight += 1;
+    }
+
+    /// Asks the trigger once: the hedge to launch now, if any. After a
+    /// launch the next evaluation waits at least the hedge delay.
+    fn evaluate(&mut self, engine: &mut Engine<'_>, elapsed: Option<Duration>) -> Option<(usize, Plan)> {
+        self.next_check = None;
+        if self.stopped || self.launched > self.max_hedges {
+            return None;
+        }
+        let trigger = self.res.trigger.as_deref()?;
+        let latency = match &self.res.tracker {
+            Some(tracker) if trigger.uses_latency() => tracker.snapshot(),
+            _ => LatencySnapshot::default(),
+        };
+        let since_start = elapsed.unwrap_or_else(|| self.started.elapsed());
+        let delay = self.res.policy.hedge.delay;
+        let state = HedgeState {
+            attempts_launched: self.launched,
+            max_hedges: self.max_hedges,
+            elapsed: since_start,
+            hedge_delay: delay,
+            latency: &latency,
+        };
+        let decision =
+            match engine.inner().recover(Component::HedgeTrigger, engine.key(), || trigger.should_spawn(&state)) {
+                Ok(decision) => decision,
+                Err(panic) => {
+                    self.stopped = true;
+                    engine.trigger_panicked(panic.message);
+                    return None;
+                }
+            };
+        match decision {
+            TriggerDecision::Spawn => {
+                let hedge_index = self.launched;
+                self.launched += 1;
+                if self.launched <= self.max_hedges {
+                    self.next_check = Some(self.started + since_start + delay.max(MIN_CHECK_IN));
+                }
+                engine.plan_hedge(hedge_index).map(|plan| (hedge_index as usize, plan))
+            }
+            TriggerDecision::CheckIn(wait) => {
+                self.next_check = Some(self.started + since_start + wait.max(MIN_CHECK_IN));
+                None
+            }
+            TriggerDecision::Stop => {
+                self.stopped = true;
+                None
+            }
+        }
+    }
+
+    /// Whether the trigger is due now (arming its timer when it is not).
+    fn hedge_due(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(at) = self.next_check.take() {
+            arm(self.hedge_timer.as_mut(), at);
+        } else if self.hedge_timer.is_none() {
+            return false;
+        }
+        let due = self.hedge_timer.as_mut().as_pin_mut().is_some_and(|timer| timer.poll(cx).is_ready());
+        if due {
+            self.hedge_timer.set(None);
+        }
+        due
+    }
+
+    /// Whether slot `slot`'s deadline has passed.
+    fn cut(&mut self, slot: usize, cx: &mut Context<'_>) -> bool {
+        self.timers[slot].as_mut().as_pin_mut().is_some_and(|timer| timer.poll(cx).is_ready())
+    }
+
+    /// Slot `slot`'s attempt has reported.
+    fn reported(&mut self, slot: usize) -> Plan {
+        self.timers[slot].set(None);
+        self.in_flight -= 1;
+        self.plans[slot].take().expect("a running slot has a plan")
+    }
+
+    /// Records every attempt still running as cancelled and drops its plan
+    /// (releasing its budget); their futures are already dropped.
+    fn cancel_all(&mut self, engine: &mut Engine<'_>, reason: &str) {
+        for slot in 0..SLOTS {
+            if let Some(plan) = self.plans[slot].take() {
+                self.timers[slot].set(None);
+                engine.cancelled(plan, reason);
+            }
+        }
+        self.in_flight = 0;
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.hedge_timer.set(None);
+        self.next_check = None;
+    }
+}
+
+struct Group<'g, 'x, F, Fut, E> {
+    engine: &'g mut Engine<'x>,
+    last: &'g mut Option<E>,
+    op: &'g mut F,
+    slots: [Pin<&'g mut Option<Fut>>; SLOTS],
+    hedger: Hedger<'g>,
+    /// The most severe failure so far (ties: the latest).
+    failure: Option<(E, Outcome)>,
+}
+
 impl<F, Fut, T, E> Group<'_, '_, F, Fut, E>
 where
     F: FnMut() -> Fut,
@@ -73,94 +189,29 @@ where
     fn launch(&mut self, slot: usize, plan: Plan) {
         let future = observe::enter_attempt(&plan.attempt, &mut *self.op);
         self.slots[slot].set(Some(future));
-        self.timers[slot].set(plan.cutoff().map(tokio::time::sleep_until));
-        self.plans[slot] = Some(plan);
-        self.in_flight += 1;
+        self.hedger.launched(slot, plan);
     }
 
-    /// Asks the trigger until it says wait or stop, launching every hedge it
-    /// asks for (each gated by the hedge budget).
-    fn evaluate(&mut self, mut elapsed: Option<Duration>) {
-        loop {
-            if self.stopped || self.launched > self.max_hedges {
-                self.hedge_timer.set(None);
-                self.next_check = None;
-                return;
-            }
-            let Some(trigger) = self.res.trigger.as_deref() else { return };
-            let latency = match &self.res.tracker {
-                Some(tracker) if trigger.uses_latency() => tracker.snapshot(),
-                _ => LatencySnapshot::default(),
-            };
-            let since_start = elapsed.take().unwrap_or_else(|| self.started.elapsed());
-            let state = HedgeState {
-                attempts_launched: self.launched,
-                max_hedges: self.max_hedges,
-                elapsed: since_start,
-                hedge_delay: self.res.policy.hedge.delay,
-                latency: &latency,
-            };
-            match trigger.should_spawn(&state) {
-                TriggerDecision::Spawn => {
-                    let hedge_index = self.launched;
-                    self.launched += 1;
-                    if let Some(plan) = self.call.plan_hedge(hedge_index) {
-                        self.launch(hedge_index as usize, plan);
-                    }
-                }
-                TriggerDecision::CheckIn(wait) => {
-                    self.hedge_timer.set(None);
-                    // From the time the trigger was shown rather than a
-                    // fresh clock read (~20 ns here, on every hedged call).
-                    self.next_check = Some(self.started + since_start + wait.max(MIN_CHECK_IN));
-                    return;
-                }
-                TriggerDecision::Stop => {
-                    self.stopped = true;
-                    self.hedge_timer.set(None);
-                    self.next_check = None;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Drops every attempt still running (cancelling it and releasing its
-    /// budget) and tells observers.
+    /// Drops every attempt still running, then records them.
     fn cancel_all(&mut self, reason: &str) {
-        for slot in 0..SLOTS {
-            if let Some(plan) = self.plans[slot].take() {
-                self.call.cancelled(&plan, reason);
-                self.slots[slot].set(None);
-                self.timers[slot].set(None);
-                drop(plan);
-            }
+        for slot in &mut self.slots {
+            slot.set(None);
         }
-        self.in_flight = 0;
-        self.hedge_timer.set(None);
-        self.next_check = None;
+        self.hedger.cancel_all(self.engine, reason);
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Step<T, E>> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Next, Result<T, E>>> {
         // Attempts first: a primary that is ready at once never registers
         // the hedge timer with the runtime.
-        if let Poll::Ready(step) = self.poll_attempts(cx) {
-            return Poll::Ready(step);
+        if let Poll::Ready(end) = self.poll_attempts(cx) {
+            return Poll::Ready(end);
         }
-        // Hedges only launch while an attempt of the group is in flight.
         let mut launched = false;
-        loop {
-            if let Some(at) = self.next_check.take() {
-                self.hedge_timer.set(Some(tokio::time::sleep_until(at)));
+        while self.hedger.hedge_due(cx) {
+            if let Some((slot, plan)) = self.hedger.evaluate(self.engine, None) {
+                self.launch(slot, plan);
+                launched = true;
             }
-            let Some(timer) = self.hedge_timer.as_mut().as_pin_mut() else { break };
-            if timer.poll(cx).is_pending() {
-                break;
-            }
-            self.hedge_timer.set(None);
-            let before = self.in_flight;
-            self.evaluate(None);
-            launched |= self.in_flight > before;
         }
         if launched {
             // New hedges must be polled once to be woken later.
@@ -169,97 +220,127 @@ where
         Poll::Pending
     }
 
-    fn poll_attempts(&mut self, cx: &mut Context<'_>) -> Poll<Step<T, E>> {
+    fn poll_attempts(&mut self, cx: &mut Context<'_>) -> Poll<Result<Next, Result<T, E>>> {
         for slot in 0..SLOTS {
             let Some(future) = self.slots[slot].as_mut().as_pin_mut() else { continue };
-            let Some(plan) = self.plans[slot].as_ref() else { continue };
-            let result = match observe::enter_attempt(&plan.attempt, || future.poll(cx)) {
+            let Some(plan) = self.hedger.plans[slot].as_ref() else { continue };
+            let polled = {
+                let _scope = AttemptScope::enter(&plan.attempt);
+                future.poll(cx)
+            };
+            let result = match polled {
                 Poll::Ready(result) => Some(result),
-                Poll::Pending => {
-                    let cut = self.timers[slot].as_mut().as_pin_mut().is_some_and(|timer| timer.poll(cx).is_ready());
-                    if !cut {
-                        continue;
-                    }
-                    None
-                }
+                Poll::Pending if self.hedger.cut(slot, cx) => None,
+                Poll::Pending => continue,
             };
             self.slots[slot].set(None);
-            self.timers[slot].set(None);
-            let plan = self.plans[slot].take().expect("a running slot has a plan");
-            self.in_flight -= 1;
-            match self.call.conclude(plan, result) {
-                Concluded::Success(value) => {
+            let plan = self.hedger.reported(slot);
+            let (error, concluded) = match result {
+                Some(Ok(value)) => {
+                    self.engine.conclude(plan, None);
                     self.cancel_all("another attempt succeeded");
-                    return Poll::Ready(self.call.succeed(value));
+                    self.engine.group_succeeded();
+                    return Poll::Ready(Err(Ok(value)));
                 }
-                Concluded::Over(error, outcome) => {
+                Some(Err(error)) => {
+                    let concluded = self.engine.conclude(plan, Some(Attempted::Err(&error)));
+                    (error, concluded)
+                }
+                None => {
+                    let error = E::from(self.engine.group_cut_error(&plan));
+                    let concluded = self.engine.conclude(plan, Some(Attempted::Cut(&error)));
+                    (error, concluded)
+                }
+            };
+            match concluded {
+                Concluded::Over(None) => {
                     // Losers are cancelled (and their budgets released)
                     // before the call's end is published.
                     self.cancel_all("the call ended");
-                    return Poll::Ready(self.call.end(error, &outcome));
+                    self.engine.end_cut(&error);
+                    return Poll::Ready(Err(Err(error)));
                 }
-                Concluded::Failure(error, outcome) => {
-                    if self.res.policy.hedge.cancel_on_first_terminal && outcome.kind.is_terminal() {
+                Concluded::Over(Some(ended)) => {
+                    self.cancel_all("the call ended");
+                    return Poll::Ready(Err(Err(self.engine.fail(ended))));
+                }
+                Concluded::Failure(outcome) => {
+                    if self.res().policy.hedge.cancel_on_first_terminal && outcome.kind.is_terminal() {
                         self.cancel_all("another attempt failed terminally");
-                        return Poll::Ready(self.call.decide(error, outcome));
+                        return Poll::Ready(Ok(self.decide(error, &outcome)));
                     }
                     let worse =
                         self.failure.as_ref().is_none_or(|(_, kept)| severity(outcome.kind) >= severity(kept.kind));
                     if worse {
                         self.failure = Some((error, outcome));
                     }
-                    if self.in_flight == 0 {
-                        self.hedge_timer.set(None);
-                        self.next_check = None;
+                    if self.hedger.in_flight == 0 {
+                        self.hedger.stop();
                         let (error, outcome) = self.failure.take().expect("a failure was just kept");
-                        return Poll::Ready(self.call.decide(error, outcome));
+                        return Poll::Ready(Ok(self.decide(error, &outcome)));
                     }
                 }
             }
         }
         Poll::Pending
     }
+
+    fn res(&self) -> &Res {
+        &self.hedger.res
+    }
+
+    /// The group failed with `error`: the engine decides, the driver keeps
+    /// the error as the call's last.
+    fn decide(&mut self, error: E, outcome: &Outcome) -> Next {
+        let next = self.engine.decide(&error as &dyn ErrorView, outcome);
+        *self.last = Some(error);
+        next
+    }
 }
 
-/// Runs one retry group whose primary was planned (and budget-gated) by the
-/// caller.
-pub(crate) async fn run<F, Fut, T, E>(call: &mut Call<'_, E>, primary: Plan, op: &mut F) -> Step<T, E>
+/// Runs one retry group whose primary the engine has planned: what next,
+/// or the call's result.
+pub(crate) async fn run<F, Fut, T, E>(
+    engine: &mut Engine<'_>,
+    last: &mut Option<E>,
+    op: &mut F,
+) -> Result<Next, Result<T, E>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
-    if call.res.trigger.is_none() {
-        // Hedging is only enabled with a trigger; run the primary alone.
-        let future = observe::enter_attempt(&primary.attempt, &mut *op);
-        let result = primary.run(future).await;
-        return call.settle(primary, result);
-    }
-    let res = Arc::clone(&call.res);
+    let res = std::sync::Arc::clone(engine.res());
     let max_hedges = res.policy.hedge.max_hedges.min(limits::MAX_HEDGES);
-
+    let primary = engine.take_plan();
     let (mut s0, mut s1, mut s2, mut s3) = (pin!(None::<Fut>), pin!(None::<Fut>), pin!(None::<Fut>), pin!(None::<Fut>));
     let (mut t0, mut t1, mut t2, mut t3) =
         (pin!(None::<Sleep>), pin!(None::<Sleep>), pin!(None::<Sleep>), pin!(None::<Sleep>));
     let hedge_timer = pin!(None::<Sleep>);
+    let started = primary.launched.unwrap_or_else(Instant::now);
     let mut group = Group {
-        call,
+        engine,
+        last,
         op,
-        res,
         slots: [s0.as_mut(), s1.as_mut(), s2.as_mut(), s3.as_mut()],
-        timers: [t0.as_mut(), t1.as_mut(), t2.as_mut(), t3.as_mut()],
-        plans: [None, None, None, None],
-        hedge_timer,
-        next_check: None,
-        started: primary.launched().unwrap_or_else(Instant::now),
-        max_hedges,
-        launched: 1,
-        in_flight: 0,
-        stopped: false,
+        hedger: Hedger {
+            res,
+            timers: [t0.as_mut(), t1.as_mut(), t2.as_mut(), t3.as_mut()],
+            plans: [None, None, None, None],
+            hedge_timer,
+            next_check: None,
+            started,
+            max_hedges,
+            launched: 1,
+            in_flight: 0,
+            stopped: false,
+        },
         failure: None,
     };
     group.launch(0, primary);
     // The group has just started: no need to read the clock for it.
-    group.evaluate(Some(Duration::ZERO));
+    if let Some((slot, plan)) = group.hedger.evaluate(group.engine, Some(Duration::ZERO)) {
+        group.launch(slot, plan);
+    }
     std::future::poll_fn(|cx| group.poll(cx)).await
 }

@@ -6,9 +6,14 @@
 //! failure. Build one with [`Executor::builder`], or use the process-wide
 //! [`global`] executor.
 
+mod attempt;
 mod backoff;
-pub(crate) mod call;
+pub(crate) mod catalog;
+pub(crate) mod drive;
+mod engine;
 mod group;
+mod record;
+mod resolve;
 pub(crate) mod site;
 mod time;
 
@@ -126,7 +131,9 @@ pub(crate) struct Inner {
     pub(crate) rng: Rng,
     /// Resolutions of keys called without a call site, by key (see
     /// `Inner::resolve_cached`).
-    pub(crate) resolved: arc_swap::ArcSwap<std::collections::HashMap<PolicyKey, (u64, Arc<call::Resolved>)>>,
+    pub(crate) resolved: arc_swap::ArcSwap<std::collections::HashMap<PolicyKey, (u64, Arc<resolve::Resolved>)>>,
+    /// Observer panics recovered so far (see `Executor::observer_panics`).
+    pub(crate) observer_panics: std::sync::atomic::AtomicU64,
     /// Shared so unknown keys cost an `Arc` clone, not a policy build.
     pub(crate) default_policy: Arc<Policy>,
     /// The missing-policy `allow` policy: one attempt.
@@ -197,6 +204,13 @@ impl Executor {
     /// Whether panics in plug-ins are turned into errors.
     pub fn recovers_panics(&self) -> bool {
         self.inner.recover_panics
+    }
+
+    /// How many observer panics panic recovery has caught so far. A
+    /// recovered observer panic never changes a call's outcome; the first
+    /// one of a call is also noted on its timeline (`observer_panic`).
+    pub fn observer_panics(&self) -> u64 {
+        self.inner.observer_panics.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether a custom clock was installed.
@@ -432,7 +446,7 @@ impl ExecutorBuilder {
         let provider: Arc<dyn PolicyProvider> = match (self.provider, self.policies.is_empty()) {
             (None, _) => Arc::new(self.policies),
             (Some(provider), true) => provider,
-            (Some(provider), false) => Arc::new(call::Layered { first: self.policies, then: provider }),
+            (Some(provider), false) => Arc::new(resolve::Layered { first: self.policies, then: provider }),
         };
         let mut single = Policy::zero(PolicyKey::default());
         single.retry.max_attempts = 1;
@@ -457,6 +471,7 @@ impl ExecutorBuilder {
                 time: self.time,
                 rng: self.seed.map_or_else(Rng::from_entropy, Rng::new),
                 resolved: arc_swap::ArcSwap::default(),
+                observer_panics: std::sync::atomic::AtomicU64::new(0),
                 default_policy: Arc::new(Policy::default_for(PolicyKey::default())),
                 single_attempt_policy: Arc::new(single.normalized()),
             }),

@@ -101,13 +101,6 @@ impl Time {
     pub(crate) fn custom_sleeper(&self) -> Option<&Arc<dyn Sleeper>> {
         self.sleeper.as_ref()
     }
-
-    pub(crate) async fn sleep(&self, duration: Duration) {
-        match &self.sleeper {
-            None => tokio::time::sleep(duration).await,
-            Some(sleeper) => sleeper.sleep(duration).await,
-        }
-    }
 }
 
 impl fmt::Debug for Time {

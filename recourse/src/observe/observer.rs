@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{AttemptRecord, Timeline};
+use super::{Attempt, AttemptRecord, Timeline};
 use crate::budget::BudgetDecisionEvent;
 use crate::circuit::Transition;
 use crate::policy::{Policy, PolicyKey};
@@ -13,7 +13,8 @@ use crate::policy::{Policy, PolicyKey};
 /// All methods default to doing nothing; implement the ones you need.
 /// Callbacks run synchronously on the calling task, in this order per call:
 /// `on_start`, then per attempt `on_budget_decision` (budgeted attempts
-/// only), `on_hedge_spawn` (hedges only), `on_attempt` when it finishes (or
+/// only), `on_hedge_spawn` (hedges only), `on_attempt_start` as it begins
+/// (attempts that run), `on_attempt` when it finishes (or
 /// is denied), `on_hedge_cancel` for hedges dropped when another attempt
 /// won, and finally exactly one of `on_success` / `on_failure`. Inside
 /// `on_attempt` for an attempt that ran, [`recourse::attempt()`](crate::attempt)
@@ -45,6 +46,11 @@ pub trait Observer: Send + Sync + 'static {
     /// A call started; `policy` is the effective policy, `None` when
     /// resolution failed.
     fn on_start(&self, key: &PolicyKey, policy: Option<&Policy>) {}
+    /// An attempt is about to run (its budget allowed it). Called inside the
+    /// attempt's scope, before its future is created, so an integration can
+    /// open a span for it; `attempt` is what [`recourse::attempt()`](crate::attempt)
+    /// reports inside the operation.
+    fn on_attempt_start(&self, key: &PolicyKey, attempt: &Attempt) {}
     /// An attempt finished (or was denied by its budget).
     fn on_attempt(&self, key: &PolicyKey, record: &AttemptRecord) {}
     /// A hedge is about to run (its budget allowed it); the record carries
@@ -67,6 +73,9 @@ pub trait Observer: Send + Sync + 'static {
 impl<O: Observer + ?Sized> Observer for Arc<O> {
     fn on_start(&self, key: &PolicyKey, policy: Option<&Policy>) {
         (**self).on_start(key, policy);
+    }
+    fn on_attempt_start(&self, key: &PolicyKey, attempt: &Attempt) {
+        (**self).on_attempt_start(key, attempt);
     }
     fn on_attempt(&self, key: &PolicyKey, record: &AttemptRecord) {
         (**self).on_attempt(key, record);
@@ -148,6 +157,9 @@ impl fmt::Debug for Multi {
 impl Observer for Multi {
     fn on_start(&self, key: &PolicyKey, policy: Option<&Policy>) {
         self.observers.iter().for_each(|o| o.on_start(key, policy));
+    }
+    fn on_attempt_start(&self, key: &PolicyKey, attempt: &Attempt) {
+        self.observers.iter().for_each(|o| o.on_attempt_start(key, attempt));
     }
     fn on_attempt(&self, key: &PolicyKey, record: &AttemptRecord) {
         self.observers.iter().for_each(|o| o.on_attempt(key, record));

@@ -130,28 +130,84 @@ pub(crate) fn publish(timeline: Timeline) {
     PUBLISHED.with(|p| *p.borrow_mut() = Some(timeline));
 }
 
-/// Runs `poll` with `attempt` visible and capture suppressed (a nested call
-/// inside the operation neither sees nor overwrites the outer capture).
-#[allow(
-    clippy::inline_always,
-    reason = "measured: out of line, the attempt's result crosses a call boundary through memory, a store-forwarding stall per attempt"
-)]
-#[inline(always)]
-pub(crate) fn enter_attempt<R>(attempt: &Attempt, poll: impl FnOnce() -> R) -> R {
-    let indexes = u64::from(attempt.retry_index) | (u64::from(attempt.hedge_index) << 32);
-    let flags = if attempt.policy_id.is_some() { IN_ATTEMPT | HAS_ID } else { IN_ATTEMPT };
-    let saved_indexes = INDEXES.with(|c| c.replace(indexes));
-    let saved_flags = FLAGS.with(|c| c.replace(flags));
-    let saved_deadline = DEADLINE.with(|c| c.replace(attempt.deadline));
-    let saved_id = attempt.policy_id.as_ref().map(|id| POLICY_ID.with(|p| p.replace(Some(Arc::clone(id)))));
-    let result = poll();
-    if let Some(previous) = saved_id {
-        POLICY_ID.with(|p| *p.borrow_mut() = previous);
+/// The attempt scope of one poll: entered with `attempt` visible and
+/// capture suppressed (a nested call inside the operation neither sees nor
+/// overwrites the outer capture), and restored when dropped, so a panic
+/// unwinding through the poll leaves the thread as it found it (tokio keeps
+/// the worker thread after a task panics).
+#[must_use = "the scope ends when the guard is dropped"]
+pub(crate) struct AttemptScope {
+    indexes: u64,
+    flags: u8,
+    deadline: Option<Instant>,
+    /// Whether this attempt set a policy id, and the previous one.
+    set_id: bool,
+    id: Option<Arc<str>>,
+}
+
+impl AttemptScope {
+    #[inline]
+    pub(crate) fn enter(attempt: &Attempt) -> Self {
+        let indexes = u64::from(attempt.retry_index) | (u64::from(attempt.hedge_index) << 32);
+        let flags = if attempt.policy_id.is_some() { IN_ATTEMPT | HAS_ID } else { IN_ATTEMPT };
+        Self {
+            indexes: INDEXES.with(|c| c.replace(indexes)),
+            flags: FLAGS.with(|c| c.replace(flags)),
+            deadline: DEADLINE.with(|c| c.replace(attempt.deadline)),
+            set_id: attempt.policy_id.is_some(),
+            id: attempt.policy_id.as_ref().and_then(|id| POLICY_ID.with(|p| p.replace(Some(Arc::clone(id))))),
+        }
     }
-    DEADLINE.with(|c| c.set(saved_deadline));
-    FLAGS.with(|c| c.set(saved_flags));
-    INDEXES.with(|c| c.set(saved_indexes));
-    result
+}
+
+impl Drop for AttemptScope {
+    #[inline]
+    fn drop(&mut self) {
+        if self.set_id {
+            let previous = self.id.take();
+            POLICY_ID.with(|p| *p.borrow_mut() = previous);
+        }
+        DEADLINE.with(|c| c.set(self.deadline));
+        FLAGS.with(|c| c.set(self.flags));
+        INDEXES.with(|c| c.set(self.indexes));
+    }
+}
+
+/// Runs `f` inside `attempt`'s scope (see [`AttemptScope`]).
+#[inline]
+pub(crate) fn enter_attempt<R>(attempt: &Attempt, f: impl FnOnce() -> R) -> R {
+    let _scope = AttemptScope::enter(attempt);
+    f()
+}
+
+/// A capture's scope around one poll of its future: the capture flag set
+/// and the published slot cleared, both restored on drop (also when the
+/// poll unwinds).
+struct CaptureScope {
+    flags: u8,
+    published: Option<Timeline>,
+}
+
+impl CaptureScope {
+    fn enter() -> Self {
+        Self {
+            flags: FLAGS.with(|c| c.replace(c.get() | CAPTURE)),
+            published: PUBLISHED.with(|p| p.borrow_mut().take()),
+        }
+    }
+
+    /// The timeline published during the poll, if any.
+    fn take_published() -> Option<Timeline> {
+        PUBLISHED.with(|p| p.borrow_mut().take())
+    }
+}
+
+impl Drop for CaptureScope {
+    fn drop(&mut self) {
+        let published = self.published.take();
+        PUBLISHED.with(|p| *p.borrow_mut() = published);
+        FLAGS.with(|c| c.set(self.flags));
+    }
 }
 
 /// Runs `future` and returns its output together with the [`Timeline`] of
@@ -183,14 +239,11 @@ pub async fn capture<F: Future>(future: F) -> (F::Output, Timeline) {
     let mut future = pin!(future);
     let mut captured = None;
     let output = std::future::poll_fn(|cx| {
-        let saved_flags = FLAGS.with(|c| c.replace(c.get() | CAPTURE));
-        let saved_published = PUBLISHED.with(|p| p.borrow_mut().take());
+        let _scope = CaptureScope::enter();
         let poll = future.as_mut().poll(cx);
-        if let Some(timeline) = PUBLISHED.with(|p| p.borrow_mut().take()) {
+        if let Some(timeline) = CaptureScope::take_published() {
             captured = Some(timeline);
         }
-        PUBLISHED.with(|p| *p.borrow_mut() = saved_published);
-        FLAGS.with(|c| c.set(saved_flags));
         poll
     })
     .await;

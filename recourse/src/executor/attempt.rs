@@ -1,0 +1,223 @@
+//! One attempt: its budget gate, its plan (scope, deadline, release), its
+//! classification, the retry decision after it, and the future that polls
+//! it inside its scope. The only generic code per operation is [`Run`].
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use super::FailureMode;
+use super::Inner;
+use super::backoff::compute_sleep;
+use super::resolve::BudgetSlot;
+use crate::budget::{AttemptKind, Release, reason};
+use crate::classify::{Classifier, ErrorView, Outcome, OutcomeKind};
+use crate::error::{Component, PanicError};
+use crate::observe::{Attempt, AttemptScope};
+use crate::policy::{BudgetRef, Jitter, PolicyKey, RetryPolicy};
+
+/// The budget gate's answer for one attempt.
+pub(crate) struct Gate {
+    pub(crate) allowed: bool,
+    pub(crate) reason: Cow<'static, str>,
+    pub(crate) release: Release,
+}
+
+impl Gate {
+    /// The gate of an unbudgeted attempt.
+    pub(crate) const fn open() -> Self {
+        Self { allowed: true, reason: Cow::Borrowed(reason::NO_BUDGET), release: Release::none() }
+    }
+}
+
+impl Inner {
+    /// The retry decision after failed attempt `index` (0-based), shared by
+    /// the engine and the lean path: `None` when the call ends (the outcome
+    /// is not retryable, or the attempts are used up), else the backoff
+    /// before the next attempt. Jitter is drawn only when the call goes on.
+    #[inline]
+    pub(crate) fn backoff(
+        &self,
+        retry: &RetryPolicy,
+        index: u32,
+        kind: OutcomeKind,
+        backoff: Option<Duration>,
+        base: Duration,
+    ) -> Option<Duration> {
+        if kind != OutcomeKind::Retryable || index + 1 >= retry.max_attempts.max(1) {
+            return None;
+        }
+        let unit = if retry.jitter == Jitter::None { 0.0 } else { self.rng.next_unit() };
+        Some(compute_sleep(base, retry, backoff, unit))
+    }
+
+    /// Asks an attempt's budget: the gate, and the mode to report (`None`:
+    /// the policy has no budget, nothing to report). A budget that panics
+    /// denies (with panic recovery on).
+    #[inline]
+    pub(crate) fn gate(
+        &self,
+        key: &PolicyKey,
+        index: u32,
+        kind: AttemptKind,
+        budget: &BudgetRef,
+        slot: &BudgetSlot,
+    ) -> (Gate, Option<&'static str>) {
+        match slot {
+            BudgetSlot::Unbudgeted => (Gate::open(), None),
+            BudgetSlot::Missing => {
+                let mode = self.missing_budget;
+                let allowed = matches!(mode, FailureMode::Allow | FailureMode::AllowUnsafe);
+                let reason = Cow::Borrowed(reason::BUDGET_NOT_FOUND);
+                (Gate { allowed, reason, release: Release::none() }, Some(mode.as_str()))
+            }
+            BudgetSlot::Found(found) => {
+                let decision = self.recover(Component::Budget, key, || found.allow_attempt(key, index, kind, budget));
+                let gate = match decision {
+                    Ok(decision) => {
+                        let (allowed, reason, release) = decision.into_parts();
+                        Gate { allowed, reason, release }
+                    }
+                    Err(_) => Gate {
+                        allowed: false,
+                        reason: Cow::Borrowed(reason::PANIC_IN_BUDGET),
+                        release: Release::none(),
+                    },
+                };
+                (gate, Some("standard"))
+            }
+        }
+    }
+
+    /// Classifies a failed attempt: the policy's named classifier, else the
+    /// error's own outcome, else the default classifier. `Err` when one of
+    /// them panicked and panic recovery is on.
+    pub(crate) fn classify(
+        &self,
+        key: &PolicyKey,
+        named: Option<&Arc<dyn Classifier>>,
+        error: &dyn ErrorView,
+    ) -> Result<Outcome, PanicError> {
+        self.recover(Component::Classifier, key, || {
+            let outcome = match named {
+                Some(classifier) => classifier.classify(error),
+                None => match error.own_outcome() {
+                    Some(outcome) => outcome,
+                    None => self.default_classifier.classify(error),
+                },
+            };
+            outcome.finish()
+        })
+    }
+}
+
+/// Which deadline cuts an attempt short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    Attempt,
+    Overall,
+}
+
+/// The attempt about to run. Holds the budget's release: settling the
+/// attempt runs it, and so does dropping the plan (the call was cancelled,
+/// the operation panicked, a hedge lost).
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// What `recourse::attempt()` reports; its `deadline` is the cutoff.
+    pub(crate) attempt: Attempt,
+    pub(crate) cut: Cut,
+    /// When it started, for the record (only while recording).
+    pub(crate) started: Option<Instant>,
+    /// Monotonic start, for the latency tracker (only while hedging).
+    pub(crate) launched: Option<Instant>,
+    pub(crate) budget_reason: Cow<'static, str>,
+    pub(crate) release: Release,
+}
+
+impl Plan {
+    /// The first attempt of a call with no deadline and nothing recorded.
+    pub(crate) fn first(gate: Gate, policy_id: Option<Arc<str>>) -> Self {
+        Self {
+            attempt: Attempt::first(policy_id),
+            cut: Cut::Overall,
+            started: None,
+            launched: None,
+            budget_reason: gate.reason,
+            release: gate.release,
+        }
+    }
+}
+
+/// Polls one attempt inside its scope until it completes or its cutoff
+/// passes (`None`; the attempt is then dropped, which cancels it). The
+/// operation's future is created at the first poll, inside the scope, so
+/// `recourse::attempt()` works in the operation's closure as well as in its
+/// future. The scope is a guard: a panic unwinding through the poll
+/// restores the thread's scope too.
+pub(crate) struct Run<'a, M, Fut> {
+    pub(crate) attempt: &'a Attempt,
+    pub(crate) make: Option<M>,
+    pub(crate) future: Pin<&'a mut Option<Fut>>,
+    pub(crate) timer: Pin<&'a mut Option<Sleep>>,
+}
+
+impl<'a, M, Fut> Run<'a, M, Fut> {
+    pub(crate) fn new(
+        attempt: &'a Attempt,
+        make: M,
+        future: Pin<&'a mut Option<Fut>>,
+        mut timer: Pin<&'a mut Option<Sleep>>,
+    ) -> Self {
+        if let Some(cutoff) = attempt.deadline {
+            arm(timer.as_mut(), cutoff);
+        }
+        Self { attempt, make: Some(make), future, timer }
+    }
+}
+
+/// Sets `timer` to fire at `at`, reusing its registration when it has one.
+pub(crate) fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
+    match timer.as_mut().as_pin_mut() {
+        Some(sleep) => sleep.reset(at),
+        None => timer.set(Some(tokio::time::sleep_until(at))),
+    }
+}
+
+// `make` is never pinned (only moved out), and the rest are pinned
+// references.
+impl<M, Fut> Unpin for Run<'_, M, Fut> {}
+
+impl<M: FnOnce() -> Fut, Fut: Future> Future for Run<'_, M, Fut> {
+    type Output = Option<Fut::Output>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        {
+            let _scope = AttemptScope::enter(this.attempt);
+            if let Some(make) = this.make.take() {
+                this.future.set(Some(make()));
+            }
+            if let Some(future) = this.future.as_mut().as_pin_mut()
+                && let Poll::Ready(output) = future.poll(cx)
+            {
+                this.future.set(None);
+                return Poll::Ready(Some(output));
+            }
+        }
+        if this.attempt.deadline.is_none() {
+            return Poll::Pending;
+        }
+        let cut = this.timer.as_mut().as_pin_mut().is_some_and(|timer| timer.poll(cx).is_ready());
+        if cut {
+            this.future.set(None);
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,806 @@
+//! The engine: every decision a call makes, in one order, for every call
+//! form (DESIGN §6.1). It is not generic over the operation: the driver
+//! (`drive.rs`) polls the operation's futures and hands each attempt's
+//! result to the engine as an erased error (`&dyn ErrorView`), so the
+//! decisions are compiled once, not once per annotated function.
+//!
+//! A call's steps: [`Engine::begin`] (resolution, breaker admission, the
+//! first attempt's budget gate), then per attempt [`Engine::next`] (the
+//! budget gate and the attempt's plan), the attempt itself, and
+//! [`Engine::succeeded`] or [`Engine::failed`] (release, classify, record,
+//! decide: end, or back off and go on). A hedged retry group (`group.rs`)
+//! plans, concludes and cancels its attempts through the same functions.
+//!
+//! The engine is generic over its [`Watcher`] only: [`Quiet`] when nobody
+//! listens, [`Recording`] when a capture or an observer does. A call whose
+//! resolution is *lean* (nothing to time, break, hedge or record) starts
+//! without taking a reference to its resolution, and resolves only if its
+//! first attempt fails; that is state (`res` is `None`), not another loop.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use super::Inner;
+use super::attempt::{Cut, Gate, Plan, arm};
+use super::backoff::next_backoff;
+use super::record::{Quiet, Recording, Watcher};
+use super::resolve::{BudgetSlot, PolicyNote, Res, Source};
+use crate::budget::{AttemptKind, BudgetDecisionEvent};
+use crate::circuit::{self, Breaker, Transition};
+use crate::classify::{ErrorView, Outcome, OutcomeKind};
+use crate::error::{Component, Error};
+use crate::observe::{self, Attempt, AttemptRecord};
+use crate::policy::{Policy, PolicyKey};
+
+/// The reason of an attempt cut by a deadline.
+const DEADLINE_REASON: &str = "context_deadline_exceeded";
+
+/// What the driver does next.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Run the planned attempt ([`Engine::scope`]).
+    Attempt,
+    /// Run a hedged retry group whose primary is the planned attempt.
+    Group,
+    /// Wait this long, then ask [`Engine::next`].
+    Sleep(Duration),
+    /// The call is over (recorded and told): return the operation's last
+    /// error.
+    Last,
+    /// The call is over with recourse's own error: convert it and end the
+    /// call with [`Engine::fail`].
+    Fail(Error),
+}
+
+/// A finished attempt, as the driver hands it over.
+#[derive(Clone, Copy)]
+pub(crate) enum Attempted<'e> {
+    /// It returned this error.
+    Err(&'e dyn ErrorView),
+    /// Its deadline passed; this is [`Engine::cut_error`] converted into
+    /// the operation's error type.
+    Cut(&'e dyn ErrorView),
+}
+
+/// One attempt of a group, concluded (released, classified, recorded).
+#[derive(Debug)]
+pub(crate) enum Concluded {
+    /// It failed with this classification; the call may go on.
+    Failure(Outcome),
+    /// It ended the call: with the attempt's own (converted) error when
+    /// `None` (the overall deadline), else with this error.
+    Over(Option<Error>),
+}
+
+/// What a finished call tells its breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The call succeeded.
+    Success,
+    /// It failed: a non-retryable error, or out of attempts or time for them.
+    Failure,
+    /// It ended without saying anything about the dependency (abort,
+    /// budget denial, overall deadline, recovered panic).
+    None,
+}
+
+impl Verdict {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome.kind {
+            OutcomeKind::Success => Self::Success,
+            OutcomeKind::Retryable | OutcomeKind::NonRetryable => Self::Failure,
+            OutcomeKind::Abort | OutcomeKind::Unknown => Self::None,
+        }
+    }
+}
+
+/// A breaker's admission of one call, taken the moment the breaker admits
+/// it: exactly one verdict (success, failure, or a released probe) reaches
+/// the breaker, and a call dropped (or unwound) before its verdict hands a
+/// half-open probe back (DESIGN §6.4).
+struct CircuitGuard {
+    breaker: Arc<dyn Breaker>,
+    probe: bool,
+    done: bool,
+}
+
+impl CircuitGuard {
+    fn verdict(&mut self, inner: &Inner, key: &PolicyKey, verdict: Verdict) -> Option<Transition> {
+        if std::mem::replace(&mut self.done, true) {
+            return None;
+        }
+        let breaker = &*self.breaker;
+        let probe = self.probe;
+        // A breaker that panics here has admitted the call already; with
+        // recovery on the panic is dropped, as the call's result stands.
+        inner
+            .recover(Component::CircuitBreaker, key, || match verdict {
+                Verdict::Success => breaker.record_success(),
+                Verdict::Failure => breaker.record_failure(),
+                Verdict::None => {
+                    // Only a half-open probe holds a slot to hand back; a
+                    // stray release would let an extra probe through.
+                    if probe {
+                        breaker.release_probe();
+                    }
+                    None
+                }
+            })
+            .unwrap_or(None)
+    }
+}
+
+impl Drop for CircuitGuard {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            self.breaker.release_probe();
+        }
+    }
+}
+
+/// One call in progress, watched by `W`.
+pub(crate) struct Core<'x, W> {
+    inner: &'x Inner,
+    source: Source<'x>,
+    /// `None` while a lean call's first attempt runs (see the module docs).
+    res: Option<Res>,
+    /// The attempt between [`Engine::next`] and its conclusion.
+    plan: Option<Plan>,
+    deadline: Option<Instant>,
+    index: u32,
+    base: Duration,
+    backoff: Duration,
+    circuit: Option<CircuitGuard>,
+    hedging: bool,
+    watch: W,
+}
+
+/// A call's engine: quiet inline, recording boxed (a recorded call
+/// allocates its timeline anyway, and the call's future stays small).
+#[allow(clippy::large_enum_variant, reason = "the quiet engine is the common case; boxing it would allocate per call")]
+pub(crate) enum Engine<'x> {
+    Quiet(Core<'x, Quiet>),
+    Recording(Box<Core<'x, Recording<'x>>>),
+}
+
+impl std::fmt::Debug for Engine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let recording = matches!(self, Self::Recording(_));
+        f.debug_struct("Engine").field("recording", &recording).finish_non_exhaustive()
+    }
+}
+
+/// Runs `$body` with `$core` bound to the engine's core, whichever its
+/// watcher.
+macro_rules! each {
+    ($engine:expr, $core:ident => $body:expr) => {
+        match $engine {
+            Engine::Quiet($core) => $body,
+            Engine::Recording($core) => $body,
+        }
+    };
+}
+
+impl<'x> Engine<'x> {
+    /// Starts a call: a quiet engine with its first attempt planned straight
+    /// from the cache when the key is lean and nobody listens, else the
+    /// full start (resolution, breaker, the first gate). `Some(error)`: the
+    /// call ends at once; hand the error to [`fail`](Self::fail).
+    /// `sequential` calls (the `&mut` form) never hedge.
+    #[inline]
+    pub(crate) fn begin(inner: &'x Inner, source: Source<'x>, sequential: bool) -> (Self, Option<Error>) {
+        let capture = observe::capture_requested();
+        if !capture {
+            if source.is_plain(inner) {
+                let plan = Plan::first(Gate::open(), None);
+                return (Self::Quiet(Core::new(inner, source, None, Some(plan), Quiet)), None);
+            }
+            // The first gate is taken while the cache entry is borrowed, so
+            // the call holds no reference count (which every thread calling
+            // the key would write).
+            let lean = source.peek(inner, |res| {
+                let res = res.filter(|res| res.lean)?;
+                let retry = &res.policy.retry;
+                let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
+                Some(if gate.allowed { Ok(Plan::first(gate, res.policy.id.clone())) } else { Err(gate.reason) })
+            });
+            match lean {
+                Some(Ok(plan)) => return (Self::Quiet(Core::new(inner, source, None, Some(plan), Quiet)), None),
+                Some(Err(reason)) => {
+                    let core = Core::new(inner, source, None, None, Quiet);
+                    return (Self::Quiet(core), Some(Error::BudgetDenied { reason }));
+                }
+                None => {}
+            }
+        }
+        let res = source.resolve(inner);
+        if capture || inner.observer.is_some() {
+            let watch = Recording::new(inner, source.key(), capture);
+            let mut core = Box::new(Core::new(inner, source, None, None, watch));
+            let failed = core.start(res, sequential);
+            (Self::Recording(core), failed)
+        } else {
+            let mut core = Core::new(inner, source, None, None, Quiet);
+            let failed = core.start(res, sequential);
+            (Self::Quiet(core), failed)
+        }
+    }
+
+    /// The planned attempt's scope.
+    #[inline]
+    pub(crate) fn scope(&self) -> &Attempt {
+        each!(self, c => &c.plan.as_ref().expect("an attempt is planned").attempt)
+    }
+
+    /// Plans the next attempt (after a backoff): its budget gate, then its
+    /// scope and deadline. `last` is the previous attempt's error, which a
+    /// budget denial ends the call with (DESIGN §6.2).
+    #[inline]
+    pub(crate) fn next(&mut self, last: Option<&dyn ErrorView>) -> Next {
+        each!(self, c => c.next(last))
+    }
+
+    /// The planned attempt succeeded: the call is over.
+    #[inline]
+    pub(crate) fn succeeded(&mut self) {
+        each!(self, c => c.succeeded());
+    }
+
+    /// The planned attempt failed: what now.
+    #[inline]
+    pub(crate) fn failed(&mut self, attempted: Attempted<'_>) -> Next {
+        each!(self, c => c.failed(attempted))
+    }
+
+    /// The error for the planned attempt's passed deadline.
+    pub(crate) fn cut_error(&self) -> Error {
+        each!(self, c => c.cut_error(c.plan.as_ref().expect("an attempt is planned")))
+    }
+
+    /// Ends the call with recourse's own `error`, converted into `E` (the
+    /// breaker hears nothing: DESIGN §6.4).
+    pub(crate) fn fail<E: From<Error> + ErrorView>(&mut self, error: Error) -> E {
+        let outcome = error.outcome();
+        let error = E::from(error);
+        each!(self, c => c.finish(Verdict::None, Some((&error, &outcome))));
+        error
+    }
+
+    /// Whether the call keeps a failed attempt's error across the backoff
+    /// (only a retry budget can end the call before the next attempt runs).
+    pub(crate) fn keeps_last(&self) -> bool {
+        each!(self, c => c.res.as_ref().is_some_and(|res| !matches!(res.retry_budget, BudgetSlot::Unbudgeted)))
+    }
+
+    /// Waits out a backoff with the executor's sleeper, on `timer` unless a
+    /// custom sleeper is installed. A custom sleeper may overrun the
+    /// overall deadline: the call then ends with [`Error::Timeout`] (the
+    /// default sleeper never does: no sleep that would cross the deadline
+    /// is started).
+    pub(crate) async fn sleep(&self, duration: Duration, mut timer: Pin<&mut Option<Sleep>>) -> Result<(), Error> {
+        if duration.is_zero() {
+            return Ok(());
+        }
+        let (inner, deadline, overall) = each!(self, c => (c.inner, c.deadline, c.overall_timeout()));
+        let Some(sleeper) = inner.time.custom_sleeper() else {
+            arm(timer.as_mut(), Instant::now() + duration);
+            if let Some(timer) = timer.as_pin_mut() {
+                timer.await;
+            }
+            return Ok(());
+        };
+        let mut sleep = sleeper.sleep(duration);
+        let Some(deadline) = deadline else {
+            sleep.await;
+            return Ok(());
+        };
+        arm(timer.as_mut(), deadline);
+        let woke = std::future::poll_fn(|cx| {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            match timer.as_mut().as_pin_mut() {
+                Some(timer) => timer.poll(cx).map(|()| false),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        if woke { Ok(()) } else { Err(Error::Timeout { timeout: overall }) }
+    }
+
+    // The hedge group's steps.
+
+    /// Whether the planned attempt runs as a hedged group.
+    pub(crate) fn res(&self) -> &Res {
+        each!(self, c => c.res.as_ref().expect("a hedged call is resolved"))
+    }
+
+    pub(crate) fn take_plan(&mut self) -> Plan {
+        each!(self, c => c.plan.take().expect("an attempt is planned"))
+    }
+
+    pub(crate) fn plan_hedge(&mut self, hedge_index: u32) -> Option<Plan> {
+        each!(self, c => c.plan_hedge(hedge_index))
+    }
+
+    pub(crate) fn conclude(&mut self, plan: Plan, attempted: Option<Attempted<'_>>) -> Concluded {
+        each!(self, c => c.conclude(plan, attempted))
+    }
+
+    pub(crate) fn group_cut_error(&self, plan: &Plan) -> Error {
+        each!(self, c => c.cut_error(plan))
+    }
+
+    pub(crate) fn cancelled(&mut self, plan: Plan, reason: &str) {
+        each!(self, c => c.cancelled(plan, reason));
+    }
+
+    /// The group succeeded.
+    pub(crate) fn group_succeeded(&mut self) {
+        each!(self, c => c.finish(Verdict::Success, None));
+    }
+
+    /// The overall deadline cut an attempt: the call ends with `error`
+    /// (the cut error, converted), and the breaker hears nothing.
+    pub(crate) fn end_cut(&mut self, error: &dyn ErrorView) {
+        each!(self, c => c.end_cut(error));
+    }
+
+    pub(crate) fn inner(&self) -> &'x Inner {
+        each!(self, c => c.inner)
+    }
+
+    pub(crate) fn key(&self) -> &'x PolicyKey {
+        each!(self, c => c.key())
+    }
+
+    /// After a failed group: end the call, or back off and go on.
+    pub(crate) fn decide(&mut self, error: &dyn ErrorView, outcome: &Outcome) -> Next {
+        each!(self, c => c.decide(error, outcome))
+    }
+
+    /// A hedge trigger panicked (recovered): no more hedges for the group.
+    pub(crate) fn trigger_panicked(&mut self, message: String) {
+        each!(self, c => c.watch.attribute("trigger_panic", || message.into()));
+    }
+}
+
+impl<'x, W: Watcher> Core<'x, W> {
+    #[inline]
+    fn new(inner: &'x Inner, source: Source<'x>, res: Option<Res>, plan: Option<Plan>, watch: W) -> Self {
+        Self {
+            inner,
+            source,
+            res,
+            plan,
+            deadline: None,
+            index: 0,
+            base: Duration::ZERO,
+            backoff: Duration::ZERO,
+            circuit: None,
+            hedging: false,
+            watch,
+        }
+    }
+
+    fn key(&self) -> &'x PolicyKey {
+        self.source.key()
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.res.as_ref().expect("resolved").policy
+    }
+
+    fn overall_timeout(&self) -> Duration {
+        self.res.as_ref().map_or(Duration::ZERO, |res| res.policy.retry.overall_timeout)
+    }
+
+    /// The full start: records the resolution, asks the breaker, fixes the
+    /// deadline and plans the first attempt. `Some(error)`: the call ends
+    /// at once.
+    fn start(&mut self, res: Result<Res, Error>, sequential: bool) -> Option<Error> {
+        let key = self.key();
+        let res = match res {
+            Ok(res) => res,
+            Err(error) => {
+                self.watch.start(key, None, |_| {});
+                match &error {
+                    Error::NoClassifier { name } => {
+                        self.watch.attribute("classifier_name", || name.clone().into());
+                        self.watch.attribute("classifier_error", || "classifier_not_found".into());
+                    }
+                    Error::NoTrigger { name } => {
+                        self.watch.attribute("trigger_error", || format!("{name} not found").into())
+                    }
+                    _ => {}
+                }
+                return Some(error);
+            }
+        };
+        self.watch.start(key, Some(&res.policy), |t| {
+            if let Some(PolicyNote::ProviderFailed(error, mode)) = &res.note {
+                t.attributes.insert("policy_error", error.to_string());
+                t.attributes.insert("policy_fallback", mode.as_str());
+            }
+            if let Some(name) = &res.fallback_from {
+                t.attributes.insert("classifier_fallback", format!("{name} not found; default classifier used"));
+            }
+        });
+        let mut hedging = res.policy.hedge.enabled && res.policy.hedge.max_hedges > 0 && res.trigger.is_some();
+        if let Some(note) = &res.trigger_note {
+            self.watch.attribute("trigger_fallback", || note.clone().into());
+        }
+        if hedging && sequential {
+            hedging = false;
+            self.watch
+                .attribute("hedging_disabled", || "the function borrows mutably; attempts run one at a time".into());
+        }
+        if let Some(breaker) = &res.breaker {
+            let decision = match self.inner.recover(Component::CircuitBreaker, key, || breaker.allow()) {
+                Ok(decision) => decision,
+                Err(panic) => return Some(Error::Panic(panic)),
+            };
+            // Guarded before anyone else runs: an observer that panics
+            // below must not keep the probe slot (DESIGN §6.4).
+            let probe = decision.allowed && decision.state == circuit::State::HalfOpen;
+            if decision.allowed {
+                self.circuit = Some(CircuitGuard { breaker: Arc::clone(breaker), probe, done: false });
+            }
+            self.watch.circuit(key, decision.transition);
+            self.watch.attribute("circuit_state", || decision.state.as_str().into());
+            if !decision.allowed {
+                return Some(Error::CircuitOpen { state: decision.state, reason: decision.reason });
+            }
+            if probe && hedging {
+                hedging = false;
+                self.watch.attribute("hedging_disabled", || "circuit half-open: one probe attempt at a time".into());
+            }
+        }
+        let retry = &res.policy.retry;
+        self.deadline = (!retry.overall_timeout.is_zero()).then(|| Instant::now() + retry.overall_timeout);
+        self.base = retry.initial_backoff;
+        self.hedging = hedging;
+        self.res = Some(res);
+        match self.plan_attempt(None) {
+            Next::Fail(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn next(&mut self, last: Option<&dyn ErrorView>) -> Next {
+        if self.plan.is_some() {
+            return if self.hedging { Next::Group } else { Next::Attempt };
+        }
+        self.plan_attempt(last)
+    }
+
+    /// Asks the attempt's budget (every attempt, the first included).
+    fn gate(&mut self, kind: AttemptKind) -> Gate {
+        let res = self.res.as_ref().expect("resolved");
+        let (budget, slot) = match kind {
+            AttemptKind::Retry => (&res.policy.retry.budget, &res.retry_budget),
+            AttemptKind::Hedge => (&res.policy.hedge.budget, &res.hedge_budget),
+        };
+        let key = self.source.key();
+        let (gate, mode) = self.inner.gate(key, self.index, kind, budget, slot);
+        if let Some(mode) = mode {
+            let index = self.index;
+            self.watch.budget(|| BudgetDecisionEvent {
+                key: key.clone(),
+                attempt: index,
+                kind,
+                budget: budget.name.trim().to_owned(),
+                cost: budget.cost,
+                mode,
+                allowed: gate.allowed,
+                reason: gate.reason.clone(),
+            });
+        }
+        gate
+    }
+
+    /// A plan for an allowed attempt: scope and deadline.
+    fn make_plan(&self, hedge_index: u32, gate: Gate) -> Plan {
+        let res = self.res.as_ref().expect("resolved");
+        let retry = &res.policy.retry;
+        // The clock is read only for what needs it: a per-attempt deadline
+        // or the latency tracker (hedging).
+        let now = (!retry.timeout_per_attempt.is_zero() || res.tracker.is_some()).then(Instant::now);
+        let attempt_cutoff =
+            now.filter(|_| !retry.timeout_per_attempt.is_zero()).map(|now| now + retry.timeout_per_attempt);
+        let (cutoff, cut) = match (attempt_cutoff, self.deadline) {
+            (Some(a), Some(d)) if a < d => (Some(a), Cut::Attempt),
+            (Some(a), None) => (Some(a), Cut::Attempt),
+            (_, d) => (d, Cut::Overall),
+        };
+        let attempt =
+            Attempt { retry_index: self.index, hedge_index, policy_id: res.policy.id.clone(), deadline: cutoff };
+        let started = W::RECORDS.then(|| self.inner.now());
+        let launched = now.filter(|_| res.tracker.is_some());
+        Plan { attempt, cut, started, launched, budget_reason: gate.reason, release: gate.release }
+    }
+
+    /// Gates and plans the next attempt. A denial ends the call: with the
+    /// previous attempt's error when there was one (DESIGN §6.2), else with
+    /// [`Error::BudgetDenied`].
+    fn plan_attempt(&mut self, last: Option<&dyn ErrorView>) -> Next {
+        let gate = self.gate(AttemptKind::Retry);
+        if gate.allowed {
+            let plan = self.make_plan(0, gate);
+            self.watch.attempt_start(self.key(), &plan.attempt);
+            self.plan = Some(plan);
+            return if self.hedging { Next::Group } else { Next::Attempt };
+        }
+        let inner = self.inner;
+        let (index, backoff) = (self.index, self.backoff);
+        let outcome = Outcome::abort().with_reason(gate.reason.clone());
+        let key = self.key();
+        self.watch.attempt(key, None, || {
+            let now = inner.now();
+            AttemptRecord {
+                budget_allowed: false,
+                budget_reason: gate.reason.clone(),
+                ..record(index, now, now, outcome.clone(), None, backoff)
+            }
+        });
+        self.watch.attribute("budget_denied", || gate.reason.clone());
+        match last {
+            Some(error) => {
+                self.finish(Verdict::None, Some((error, &outcome)));
+                Next::Last
+            }
+            None => Next::Fail(Error::BudgetDenied { reason: gate.reason }),
+        }
+    }
+
+    /// Plans hedge `hedge_index` of the current group: asks the hedge
+    /// budget (a denied hedge is recorded and simply not launched) and
+    /// tells observers it is about to run.
+    fn plan_hedge(&mut self, hedge_index: u32) -> Option<Plan> {
+        let gate = self.gate(AttemptKind::Hedge);
+        let (inner, index, key) = (self.inner, self.index, self.key());
+        if !gate.allowed {
+            self.watch.attempt(key, None, || {
+                let now = inner.now();
+                AttemptRecord {
+                    is_hedge: true,
+                    hedge_index,
+                    budget_allowed: false,
+                    budget_reason: gate.reason.clone(),
+                    ..record(index, now, now, Outcome::abort().with_reason(gate.reason.clone()), None, Duration::ZERO)
+                }
+            });
+            return None;
+        }
+        let plan = self.make_plan(hedge_index, gate);
+        let started = plan.started;
+        self.watch.hedge_spawn(key, &plan.attempt, || {
+            let now = inner.now();
+            AttemptRecord {
+                is_hedge: true,
+                hedge_index,
+                ..record(index, started.unwrap_or(now), now, Outcome::new(OutcomeKind::Unknown), None, Duration::ZERO)
+            }
+        });
+        self.watch.attempt_start(key, &plan.attempt);
+        Some(plan)
+    }
+
+    fn cut_error(&self, plan: &Plan) -> Error {
+        let retry = &self.policy().retry;
+        match plan.cut {
+            Cut::Attempt => Error::AttemptTimeout { timeout: retry.timeout_per_attempt },
+            Cut::Overall => Error::Timeout { timeout: retry.overall_timeout },
+        }
+    }
+
+    #[inline]
+    fn succeeded(&mut self) {
+        let plan = self.plan.take().expect("an attempt is planned");
+        if self.res.is_none() {
+            // A lean first attempt: nothing to record or tell.
+            drop(plan);
+            return;
+        }
+        let concluded = self.conclude(plan, None);
+        debug_assert!(matches!(concluded, Concluded::Failure(ref o) if o.kind == OutcomeKind::Success));
+        self.finish(Verdict::Success, None);
+    }
+
+    fn failed(&mut self, attempted: Attempted<'_>) -> Next {
+        let plan = self.plan.take().expect("an attempt is planned");
+        if self.res.is_none() {
+            // A lean first attempt failed: now the call needs its
+            // resolution. If it stopped being lean meanwhile, the full start
+            // takes over from the attempt that ran.
+            let mut plan = plan;
+            plan.release.run();
+            let res = self.source.resolve(self.inner);
+            let lean = res.as_ref().is_ok_and(|res| res.lean);
+            if lean {
+                let res = res.unwrap_or_else(|_| unreachable!("checked above"));
+                self.base = res.policy.retry.initial_backoff;
+                self.res = Some(res);
+            } else {
+                if let Some(error) = self.start(res, false) {
+                    return Next::Fail(error);
+                }
+                // `start` planned an attempt the lean one stands for.
+                self.plan = None;
+            }
+            let Attempted::Err(error) = attempted else { unreachable!("a lean attempt has no deadline") };
+            return match self.classify(error) {
+                Ok(outcome) => self.decide(error, &outcome),
+                Err(panic) => Next::Fail(panic),
+            };
+        }
+        match self.conclude(plan, Some(attempted)) {
+            Concluded::Failure(outcome) => {
+                let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
+                self.decide(error, &outcome)
+            }
+            Concluded::Over(None) => {
+                let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
+                self.end_cut(error);
+                Next::Last
+            }
+            Concluded::Over(Some(error)) => Next::Fail(error),
+        }
+    }
+
+    fn classify(&self, error: &dyn ErrorView) -> Result<Outcome, Error> {
+        let res = self.res.as_ref().expect("resolved");
+        self.inner.classify(self.key(), res.classifier.as_ref(), error).map_err(Error::Panic)
+    }
+
+    /// Releases the attempt's budget, feeds the latency tracker, classifies
+    /// the result (`None`: success) and records the attempt.
+    fn conclude(&mut self, mut plan: Plan, attempted: Option<Attempted<'_>>) -> Concluded {
+        // Before anything is published, so a caller that sees the result
+        // also sees the release.
+        plan.release.run();
+        let res = self.res.as_ref().expect("resolved");
+        if let (Some(tracker), Some(launched)) = (&res.tracker, plan.launched) {
+            tracker.record(launched.elapsed());
+        }
+        let (outcome, text, concluded) = match attempted {
+            None => (Outcome::success(), None, Concluded::Failure(Outcome::success())),
+            Some(Attempted::Err(error)) => match self.classify(error) {
+                Ok(outcome) => {
+                    let outcome = with_fallback_note(outcome, res.fallback_from.as_deref());
+                    (outcome.clone(), Some(error), Concluded::Failure(outcome))
+                }
+                Err(panic) => {
+                    let outcome = Outcome::abort().with_reason(Component::Classifier.reason());
+                    (outcome, Some(error), Concluded::Over(Some(panic)))
+                }
+            },
+            Some(Attempted::Cut(error)) => match plan.cut {
+                Cut::Attempt => {
+                    let outcome = Outcome::retryable().with_reason(DEADLINE_REASON);
+                    (outcome.clone(), Some(error), Concluded::Failure(outcome))
+                }
+                Cut::Overall => (Outcome::abort().with_reason(DEADLINE_REASON), Some(error), Concluded::Over(None)),
+            },
+        };
+        let (inner, index) = (self.inner, self.index);
+        let backoff = if plan.attempt.is_hedge() { Duration::ZERO } else { self.backoff };
+        let key = self.key();
+        self.watch.attempt(key, Some(&plan.attempt), || {
+            let now = inner.now();
+            AttemptRecord {
+                budget_reason: plan.budget_reason.clone(),
+                is_hedge: plan.attempt.is_hedge(),
+                hedge_index: plan.attempt.hedge_index,
+                ..record(index, plan.started.unwrap_or(now), now, outcome, text.map(super::record::error_text), backoff)
+            }
+        });
+        concluded
+    }
+
+    /// Records an attempt still running that was dropped because another
+    /// attempt of its group decided the call; dropping its plan releases
+    /// its budget.
+    fn cancelled(&mut self, plan: Plan, reason: &str) {
+        let inner = self.inner;
+        let key = self.key();
+        self.watch.cancelled(
+            key,
+            || {
+                let now = inner.now();
+                AttemptRecord {
+                    is_hedge: plan.attempt.is_hedge(),
+                    hedge_index: plan.attempt.hedge_index,
+                    budget_reason: plan.budget_reason.clone(),
+                    ..record(
+                        plan.attempt.retry_index,
+                        plan.started.unwrap_or(now),
+                        now,
+                        Outcome::abort().with_reason("hedge_cancelled"),
+                        None,
+                        Duration::ZERO,
+                    )
+                }
+            },
+            reason,
+        );
+        drop(plan);
+    }
+
+    /// After a failed attempt (or group): end the call, or back off and go
+    /// on.
+    fn decide(&mut self, error: &dyn ErrorView, outcome: &Outcome) -> Next {
+        let res = self.res.as_ref().expect("resolved");
+        let retry = &res.policy.retry;
+        let Some(sleep) = self.inner.backoff(retry, self.index, outcome.kind, outcome.backoff, self.base) else {
+            self.finish(Verdict::of(outcome), Some((error, outcome)));
+            return Next::Last;
+        };
+        // DESIGN §6.7: never sleep into the deadline; end now with the error
+        // we have instead of waking up to a timeout.
+        if let Some(deadline) = self.deadline
+            && Instant::now() + sleep >= deadline
+        {
+            self.watch.attribute("deadline_stop", || "backoff would pass the overall deadline".into());
+            self.finish(Verdict::Failure, Some((error, outcome)));
+            return Next::Last;
+        }
+        self.base = next_backoff(self.base, retry);
+        self.backoff = sleep;
+        self.index += 1;
+        Next::Sleep(sleep)
+    }
+
+    fn end_cut(&mut self, error: &dyn ErrorView) {
+        self.finish(Verdict::None, Some((error, &Outcome::abort().with_reason(DEADLINE_REASON))));
+    }
+
+    /// Gives the breaker its verdict (once) and ends the recording.
+    fn finish(&mut self, verdict: Verdict, error: Option<(&dyn ErrorView, &Outcome)>) {
+        let key = self.key();
+        if let Some(guard) = &mut self.circuit {
+            let transition = guard.verdict(self.inner, key, verdict);
+            self.watch.circuit(key, transition);
+        }
+        let now = if W::RECORDS { self.inner.now() } else { Instant::now() };
+        self.watch.finish(key, now, error);
+    }
+}
+
+fn with_fallback_note(outcome: Outcome, fallback_from: Option<&str>) -> Outcome {
+    match fallback_from {
+        None => outcome,
+        Some(name) => outcome
+            .with_attribute("classifier_not_found", "true")
+            .with_attribute("classifier_name", name.to_owned())
+            .with_attribute("classifier_fallback", "default"),
+    }
+}
+
+fn record(
+    index: u32,
+    start: Instant,
+    end: Instant,
+    outcome: Outcome,
+    error: Option<String>,
+    backoff: Duration,
+) -> AttemptRecord {
+    AttemptRecord {
+        attempt: index,
+        start,
+        end,
+        is_hedge: false,
+        hedge_index: 0,
+        outcome,
+        error,
+        backoff,
+        budget_allowed: true,
+        budget_reason: Cow::Borrowed(crate::budget::reason::NO_BUDGET),
+    }
+}

@@ -1,0 +1,216 @@
+//! What watches a call: nobody ([`Quiet`]), or a timeline and the
+//! executor's observer ([`Recording`]). The engine is generic over it, so
+//! the quiet engine is the recording engine with every hook compiled away:
+//! recording changes no decision (DESIGN §6.1), and nothing is built when
+//! nobody listens (no record, no error text, no clock read).
+
+use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use super::Inner;
+use crate::budget::BudgetDecisionEvent;
+use crate::circuit::Transition;
+use crate::classify::{ErrorView, Outcome};
+use crate::error::{Component, PanicError};
+use crate::observe::{self, Attempt, AttemptRecord, FinalError, Observer, Timeline};
+use crate::policy::{Policy, PolicyKey};
+
+/// The hooks the engine calls at each step. Every argument that costs
+/// something to build is a closure, called only by a watcher that records.
+pub(crate) trait Watcher {
+    /// Whether anything is recorded (so the engine reads the clock for it).
+    const RECORDS: bool;
+
+    fn attribute(&mut self, key: &'static str, value: impl FnOnce() -> Cow<'static, str>);
+    fn start(&mut self, key: &PolicyKey, policy: Option<&Policy>, notes: impl FnOnce(&mut Timeline));
+    fn circuit(&mut self, key: &PolicyKey, transition: Option<Transition>);
+    fn budget(&mut self, event: impl FnOnce() -> BudgetDecisionEvent);
+    fn attempt_start(&mut self, key: &PolicyKey, scope: &Attempt);
+    fn hedge_spawn(&mut self, key: &PolicyKey, scope: &Attempt, record: impl FnOnce() -> AttemptRecord);
+    /// A finished (or budget-denied, `scope: None`) attempt.
+    fn attempt(&mut self, key: &PolicyKey, scope: Option<&Attempt>, record: impl FnOnce() -> AttemptRecord);
+    /// An attempt dropped because another one decided its group.
+    fn cancelled(&mut self, key: &PolicyKey, record: impl FnOnce() -> AttemptRecord, reason: &str);
+    /// Ends the call: `error` is `None` on success.
+    fn finish(&mut self, key: &PolicyKey, now: Instant, error: Option<(&dyn ErrorView, &Outcome)>);
+}
+
+/// Nobody listens: every hook is empty and the type has no size.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Quiet;
+
+impl Watcher for Quiet {
+    const RECORDS: bool = false;
+
+    #[inline(always)]
+    fn attribute(&mut self, _: &'static str, _: impl FnOnce() -> Cow<'static, str>) {}
+    #[inline(always)]
+    fn start(&mut self, _: &PolicyKey, _: Option<&Policy>, _: impl FnOnce(&mut Timeline)) {}
+    #[inline(always)]
+    fn circuit(&mut self, _: &PolicyKey, _: Option<Transition>) {}
+    #[inline(always)]
+    fn budget(&mut self, _: impl FnOnce() -> BudgetDecisionEvent) {}
+    #[inline(always)]
+    fn attempt_start(&mut self, _: &PolicyKey, _: &Attempt) {}
+    #[inline(always)]
+    fn hedge_spawn(&mut self, _: &PolicyKey, _: &Attempt, _: impl FnOnce() -> AttemptRecord) {}
+    #[inline(always)]
+    fn attempt(&mut self, _: &PolicyKey, _: Option<&Attempt>, _: impl FnOnce() -> AttemptRecord) {}
+    #[inline(always)]
+    fn cancelled(&mut self, _: &PolicyKey, _: impl FnOnce() -> AttemptRecord, _: &str) {}
+    #[inline(always)]
+    fn finish(&mut self, _: &PolicyKey, _: Instant, _: Option<(&dyn ErrorView, &Outcome)>) {}
+}
+
+/// A capture is listening or an observer is installed: builds the call's
+/// timeline, tells the observer, and publishes the timeline to the
+/// enclosing capture when the call ends.
+pub(crate) struct Recording<'x> {
+    /// Taken when the call ends.
+    timeline: Option<Timeline>,
+    /// Whether a capture is listening (the timeline is then published).
+    capture: bool,
+    observer: Option<&'x dyn Observer>,
+    /// With panic recovery on, observer panics are caught (DESIGN §5),
+    /// counted on the executor and the first one noted on the timeline;
+    /// they never change the call.
+    recover: Option<&'x AtomicU64>,
+}
+
+impl<'x> Recording<'x> {
+    pub(crate) fn new(inner: &'x Inner, key: &PolicyKey, capture: bool) -> Self {
+        Self {
+            timeline: Some(Timeline::new(key.clone(), inner.now())),
+            capture,
+            observer: inner.observer.as_deref(),
+            recover: inner.recover_panics.then_some(&inner.observer_panics),
+        }
+    }
+
+    /// Tells the observer, catching its panic when recovery is on.
+    fn tell(&mut self, key: &PolicyKey, event: impl FnOnce(&dyn Observer)) {
+        let Some(observer) = self.observer else { return };
+        let Some(count) = self.recover else {
+            event(observer);
+            return;
+        };
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| event(observer))) {
+            count.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = &mut self.timeline
+                && t.attributes.get("observer_panic").is_none()
+            {
+                let panic = PanicError::new(Component::Observer, key, &*payload);
+                t.attributes.insert("observer_panic", panic.message);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Recording<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording").field("capture", &self.capture).finish_non_exhaustive()
+    }
+}
+
+impl Watcher for Recording<'_> {
+    const RECORDS: bool = true;
+
+    fn attribute(&mut self, key: &'static str, value: impl FnOnce() -> Cow<'static, str>) {
+        if let Some(t) = &mut self.timeline {
+            t.attributes.insert(key, value());
+        }
+    }
+
+    fn start(&mut self, key: &PolicyKey, policy: Option<&Policy>, notes: impl FnOnce(&mut Timeline)) {
+        self.tell(key, |o| o.on_start(key, policy));
+        let (Some(policy), Some(t)) = (policy, &mut self.timeline) else { return };
+        t.policy_id.clone_from(&policy.id);
+        t.policy_source = policy.meta.source;
+        t.attributes.insert("policy_source", policy.meta.source.as_str());
+        if policy.meta.normalization.changed() {
+            t.attributes.insert("policy_normalized", policy.meta.normalization.changed_fields().join(","));
+        }
+        notes(t);
+        if policy.retry.budget.is_set() {
+            t.attributes.insert("budget", policy.retry.budget.name.trim().to_owned());
+        }
+    }
+
+    fn circuit(&mut self, key: &PolicyKey, transition: Option<Transition>) {
+        let Some(transition) = transition else { return };
+        self.tell(key, |o| o.on_circuit_change(key, transition));
+        self.attribute("circuit_transition", || format!("{} -> {}", transition.from, transition.to).into());
+    }
+
+    fn budget(&mut self, event: impl FnOnce() -> BudgetDecisionEvent) {
+        if self.observer.is_some() {
+            let event = event();
+            let key = event.key.clone();
+            self.tell(&key, |o| o.on_budget_decision(&event));
+        }
+    }
+
+    fn attempt_start(&mut self, key: &PolicyKey, scope: &Attempt) {
+        if self.observer.is_some() {
+            let _scope = observe::AttemptScope::enter(scope);
+            self.tell(key, |o| o.on_attempt_start(key, scope));
+        }
+    }
+
+    fn hedge_spawn(&mut self, key: &PolicyKey, scope: &Attempt, record: impl FnOnce() -> AttemptRecord) {
+        if self.observer.is_some() {
+            let record = record();
+            let _scope = observe::AttemptScope::enter(scope);
+            self.tell(key, |o| o.on_hedge_spawn(key, &record));
+        }
+    }
+
+    fn attempt(&mut self, key: &PolicyKey, scope: Option<&Attempt>, record: impl FnOnce() -> AttemptRecord) {
+        let record = record();
+        if self.observer.is_some() {
+            let _scope = scope.map(observe::AttemptScope::enter);
+            self.tell(key, |o| o.on_attempt(key, &record));
+        }
+        if let Some(t) = &mut self.timeline {
+            t.attempts.push(record);
+        }
+    }
+
+    fn cancelled(&mut self, key: &PolicyKey, record: impl FnOnce() -> AttemptRecord, reason: &str) {
+        let record = record();
+        self.tell(key, |o| o.on_hedge_cancel(key, &record, reason));
+        if let Some(t) = &mut self.timeline {
+            t.attempts.push(record);
+        }
+    }
+
+    fn finish(&mut self, key: &PolicyKey, now: Instant, error: Option<(&dyn ErrorView, &Outcome)>) {
+        let Some(mut t) = self.timeline.take() else { return };
+        t.end = Some(now);
+        t.final_error = error.map(|(error, outcome)| FinalError {
+            message: error_text(error),
+            kind: outcome.kind,
+            reason: outcome.reason.clone(),
+        });
+        if t.final_error.is_none() {
+            self.tell(key, |o| o.on_success(key, &t));
+        } else {
+            self.tell(key, |o| o.on_failure(key, &t));
+        }
+        if self.capture {
+            observe::publish(t);
+        }
+    }
+}
+
+/// An error as the timeline shows it: its message, or its type's name when
+/// it is not a `std::error::Error`.
+pub(crate) fn error_text(error: &dyn ErrorView) -> String {
+    match error.std_error() {
+        Some(e) => e.to_string(),
+        None => error.type_name().to_owned(),
+    }
+}

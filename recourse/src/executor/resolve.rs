@@ -1,0 +1,440 @@
+//! Resolution: from a key (and what its call site knows) to everything a
+//! call needs before its first attempt: the effective policy, classifier,
+//! budgets, breaker, hedge trigger and latency tracker. Call sites and the
+//! executor cache the result per executor generation.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwapOption;
+use tokio::time::Instant;
+
+use super::catalog::{BudgetDecl, CatalogSpec};
+use super::{FailureMode, Inner};
+use crate::budget::Budget;
+use crate::circuit::Breaker;
+use crate::classify::Classifier;
+use crate::error::{Component, Error, PanicError};
+use crate::hedge::{HedgeTrigger, LatencyTracker};
+use crate::policy::{BudgetRef, Policy, PolicyKey};
+use crate::provider::{PolicyProvider, ProviderError, ProviderErrorKind, StaticProvider};
+
+/// Static policies given to the builder, consulted before the provider.
+pub(crate) struct Layered {
+    pub(crate) first: StaticProvider,
+    pub(crate) then: Arc<dyn PolicyProvider>,
+}
+
+impl PolicyProvider for Layered {
+    fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
+        match self.first.policy(key)? {
+            Some(policy) => Ok(Some(policy)),
+            None => self.then.policy(key),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.then.generation()
+    }
+}
+
+/// What a call site knows beyond the key (filled in by `#[recourse]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Site<'a> {
+    /// The policy compiled from `recourse.toml`, used when no provider
+    /// configures the key.
+    pub(crate) catalog: Option<&'a Arc<Policy>>,
+    /// A classifier named on the attribute; overrides the policy's.
+    pub(crate) classifier: Option<&'a str>,
+    /// Budgets the catalog declares for this policy.
+    pub(crate) budgets: &'a [(&'static str, BudgetDecl)],
+}
+
+/// Why the policy in use is not the one the provider would normally give.
+#[derive(Debug)]
+pub(crate) enum PolicyNote {
+    /// The provider failed and the missing-policy mode let the call go on.
+    ProviderFailed(ProviderError, FailureMode),
+}
+
+/// A policy's budget, looked up once per resolution.
+pub(crate) enum BudgetSlot {
+    /// The policy names no budget.
+    Unbudgeted,
+    /// The named budget.
+    Found(Arc<dyn Budget>),
+    /// The policy names a budget nobody registered.
+    Missing,
+}
+
+/// Everything a call needs before its first attempt: the effective policy,
+/// classifier and budgets. Call sites cache it (see `CallSite`).
+pub(crate) struct Resolved {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) classifier: Option<Arc<dyn Classifier>>,
+    /// The classifier name the policy asked for when it was missing and
+    /// the default classifier stands in.
+    pub(crate) fallback_from: Option<Box<str>>,
+    pub(crate) note: Option<PolicyNote>,
+    pub(crate) retry_budget: BudgetSlot,
+    pub(crate) hedge_budget: BudgetSlot,
+    /// The key's breaker, when the policy enables one.
+    pub(crate) breaker: Option<Arc<dyn Breaker>>,
+    /// The hedge trigger, when the policy enables hedging (`None` when the
+    /// trigger is missing and the mode says to run without hedges).
+    pub(crate) trigger: Option<Arc<dyn HedgeTrigger>>,
+    /// Why the trigger is not the one the policy named.
+    pub(crate) trigger_note: Option<String>,
+    /// The key's latency tracker, fed while hedging is enabled.
+    pub(crate) tracker: Option<Arc<LatencyTracker>>,
+    /// Nothing to time, break, hedge or observe: a call's first attempt
+    /// needs nothing of the resolution but its retry budget's gate, so the
+    /// engine starts it from a borrowed cache entry and resolves (takes a
+    /// reference count) only if the attempt fails.
+    pub(crate) lean: bool,
+    /// Lean with no budget either: a first attempt needs nothing at all,
+    /// not even a look at the cache (see `CallSite::is_plain`).
+    pub(crate) plain: bool,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved").field("policy", &self.policy.key).finish_non_exhaustive()
+    }
+}
+
+impl Resolved {
+    /// Whether a call site may reuse this for later calls (provider errors
+    /// are re-asked every call).
+    pub(crate) fn cacheable(&self) -> bool {
+        self.note.is_none()
+    }
+}
+
+/// A call's resolution: shared with a call site's (or the executor's)
+/// cache, so a call carries a pointer, not the whole resolution.
+pub(crate) type Res = Arc<Resolved>;
+
+impl Inner {
+    pub(crate) fn now(&self) -> Instant {
+        self.time.now()
+    }
+
+    /// Changes whenever the provider or the classifier registry may answer
+    /// differently (both counters only grow, so their sum does too).
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        let provider = if self.provider_changes { self.provider.generation() } else { 0 };
+        provider
+            .wrapping_add(self.classifiers.generation())
+            .wrapping_add(self.budgets.generation())
+            .wrapping_add(self.triggers.generation())
+            .wrapping_add(self.circuits.generation())
+    }
+
+    /// One word naming this executor at `generation`, for call sites to
+    /// remember "my resolution here is plain" without a cache load (see
+    /// `CallSite::is_plain`). `None` (never remembered) once the executor id
+    /// or the generation outgrows its bits, so two different pairs never
+    /// share a stamp.
+    #[inline]
+    pub(crate) fn stamp(&self, generation: u64) -> Option<u64> {
+        const GENERATION_BITS: u32 = 40;
+        if self.id >= 1 << (64 - GENERATION_BITS - 1) || generation >= 1 << GENERATION_BITS {
+            return None;
+        }
+        Some(((self.id + 1) << GENERATION_BITS) | generation)
+    }
+
+    /// Looks a policy's budget up once per resolution; a budget declared in
+    /// the call site's catalog is created on first use unless registered in
+    /// code.
+    fn budget_slot(&self, budget: &BudgetRef, declared: &[(&'static str, BudgetDecl)]) -> BudgetSlot {
+        let name = budget.name.trim();
+        if name.is_empty() {
+            return BudgetSlot::Unbudgeted;
+        }
+        let found = match declared.iter().find(|(declared, _)| *declared == name) {
+            Some((_, decl)) => self.budgets.get_or_register(name, || decl.build()),
+            None => self.budgets.get(name),
+        };
+        found.map_or(BudgetSlot::Missing, BudgetSlot::Found)
+    }
+
+    pub(crate) fn recover<R>(
+        &self,
+        component: Component,
+        key: &PolicyKey,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, PanicError> {
+        if self.recover_panics {
+            catch_unwind(AssertUnwindSafe(f)).map_err(|payload| PanicError::new(component, key, &*payload))
+        } else {
+            Ok(f())
+        }
+    }
+
+    pub(crate) fn resolve_policy(
+        &self,
+        key: &PolicyKey,
+        catalog: Option<&Arc<Policy>>,
+    ) -> Result<(Arc<Policy>, Option<PolicyNote>), Error> {
+        let answer = self
+            .recover(Component::PolicyProvider, key, || self.provider.policy(key))
+            .unwrap_or_else(|panic| Err(ProviderError::new(ProviderErrorKind::Panicked).with_source(panic)));
+        let fallback = || catalog.cloned().unwrap_or_else(|| Arc::clone(&self.default_policy));
+        let (policy, note) = match answer {
+            Ok(Some(policy)) => (policy, None),
+            Ok(None) => (fallback(), None),
+            Err(error) => match self.missing_policy {
+                FailureMode::Deny => return Err(Error::NoPolicy { key: key.clone(), source: error }),
+                FailureMode::Allow => (
+                    Arc::clone(&self.single_attempt_policy),
+                    Some(PolicyNote::ProviderFailed(error, FailureMode::Allow)),
+                ),
+                mode @ (FailureMode::Fallback | FailureMode::AllowUnsafe) => {
+                    let policy = error.fallback().cloned().unwrap_or_else(fallback);
+                    (policy, Some(PolicyNote::ProviderFailed(error, mode)))
+                }
+            },
+        };
+        if policy.is_normalized() {
+            Ok((policy, note))
+        } else {
+            Ok((Arc::new(Policy::clone(&policy).normalized()), note))
+        }
+    }
+
+    /// The resolution for a key called without a call site (the function
+    /// form with a string or `PolicyKey`), from the executor's own cache:
+    /// one lock-free map lookup, re-resolved when the generation changes.
+    /// Degraded resolutions (a provider error) are not cached.
+    pub(crate) fn resolve_cached(&self, key: &PolicyKey) -> Result<Res, Error> {
+        let generation = self.generation();
+        if let Some((cached_generation, resolved)) = self.resolved.load().get(key)
+            && *cached_generation == generation
+        {
+            return Ok(Arc::clone(resolved));
+        }
+        let resolved = Arc::new(self.resolve(key, Site::default())?);
+        if resolved.cacheable() {
+            self.resolved.rcu(|map| {
+                let mut map = HashMap::clone(map);
+                map.insert(key.clone(), (generation, Arc::clone(&resolved)));
+                map
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// Resolves the policy and the classifier for a call.
+    pub(crate) fn resolve(&self, key: &PolicyKey, site: Site<'_>) -> Result<Resolved, Error> {
+        let (policy, note) = self.resolve_policy(key, site.catalog)?;
+        let requested = site.classifier.unwrap_or(&policy.retry.classifier).trim();
+        let (classifier, fallback_from) = if requested.is_empty() {
+            (None, None)
+        } else if let Some(classifier) = self.classifiers.get(requested) {
+            (Some(classifier), None)
+        } else if self.missing_classifier == FailureMode::Deny {
+            return Err(Error::NoClassifier { name: requested.to_owned() });
+        } else {
+            (None, Some(Box::from(requested)))
+        };
+        let retry_budget = self.budget_slot(&policy.retry.budget, site.budgets);
+        let hedge_budget = self.budget_slot(&policy.hedge.budget, site.budgets);
+        let breaker = if policy.circuit.enabled { self.circuits.get_or_create(key, &policy.circuit) } else { None };
+        let (trigger, trigger_note, tracker) = if policy.hedge.enabled {
+            let (trigger, note) = self.resolve_trigger(&policy.hedge.trigger)?;
+            (trigger, note, Some(self.trackers.get_or_create(key)))
+        } else {
+            (None, None, None)
+        };
+        let lean = breaker.is_none()
+            && !policy.hedge.enabled
+            && policy.retry.timeout_per_attempt.is_zero()
+            && policy.retry.overall_timeout.is_zero()
+            && note.is_none()
+            && fallback_from.is_none()
+            && self.observer.is_none();
+        let plain = lean && matches!(retry_budget, BudgetSlot::Unbudgeted);
+        Ok(Resolved {
+            policy,
+            classifier,
+            fallback_from,
+            note,
+            retry_budget,
+            hedge_budget,
+            breaker,
+            trigger,
+            trigger_note,
+            tracker,
+            lean,
+            plain,
+        })
+    }
+
+    /// The hedge trigger a policy names (exact name; empty means fixed
+    /// delay). A missing one follows the missing-trigger mode (DESIGN §6.9):
+    /// deny fails the call, allow runs it without hedges, fallback and
+    /// allow-unsafe hedge on the fixed delay.
+    #[allow(clippy::type_complexity, reason = "a private helper returning the trigger and a note about it")]
+    fn resolve_trigger(&self, name: &str) -> Result<(Option<Arc<dyn HedgeTrigger>>, Option<String>), Error> {
+        if name.is_empty() {
+            return Ok((Some(Arc::clone(&self.fixed_delay)), None));
+        }
+        if let Some(trigger) = self.triggers.get(name) {
+            return Ok((Some(trigger), None));
+        }
+        match self.missing_trigger {
+            FailureMode::Deny => Err(Error::NoTrigger { name: name.to_owned() }),
+            FailureMode::Allow => Ok((None, Some(format!("trigger {name} not found; hedging off")))),
+            FailureMode::Fallback | FailureMode::AllowUnsafe => {
+                Ok((Some(Arc::clone(&self.fixed_delay)), Some(format!("trigger {name} not found; fixed delay used"))))
+            }
+        }
+    }
+}
+
+struct Cached {
+    executor: u64,
+    generation: u64,
+    resolved: Arc<Resolved>,
+}
+
+/// A call site's static state: its key, its compiled catalog policy, and a
+/// cache of its resolution, keyed by the executor and its generation, so
+/// the steady-state call does no map lookup and no allocation, and a
+/// policy changed at run time is picked up on the next call.
+pub(crate) struct SiteCache {
+    key: PolicyKey,
+    catalog: Option<CatalogSpec>,
+    classifier: Option<&'static str>,
+    catalog_policy: OnceLock<Arc<Policy>>,
+    cache: ArcSwapOption<Cached>,
+    /// `Inner::stamp` of the executor and generation for which this site's
+    /// resolution is plain with no policy id, else 0: the plain first
+    /// attempt then needs one atomic load, not a cache load. Independent of
+    /// `cache` (a fact about that executor and generation, whatever the
+    /// cache holds now), so the two need no common lock.
+    plain: AtomicU64,
+}
+
+impl SiteCache {
+    #[allow(
+        clippy::large_types_passed_by_value,
+        reason = "a const constructor of a `static`, evaluated at compile time"
+    )]
+    pub(crate) const fn new(key: PolicyKey, catalog: Option<CatalogSpec>, classifier: Option<&'static str>) -> Self {
+        Self {
+            key,
+            catalog,
+            classifier,
+            catalog_policy: OnceLock::new(),
+            cache: ArcSwapOption::const_empty(),
+            plain: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn key(&self) -> &PolicyKey {
+        &self.key
+    }
+
+    /// The compiled catalog policy, built on first use.
+    pub(crate) fn catalog_policy(&self) -> Option<&Arc<Policy>> {
+        let spec = self.catalog.as_ref()?;
+        Some(self.catalog_policy.get_or_init(|| Arc::new(spec.to_policy(self.key.clone()))))
+    }
+
+    /// Whether this site's resolution for `inner`, as of now, is plain
+    /// with no policy id: one atomic load besides the generation.
+    #[inline]
+    fn is_plain(&self, inner: &Inner) -> bool {
+        inner.stamp(inner.generation()).is_some_and(|stamp| self.plain.load(Ordering::Acquire) == stamp)
+    }
+
+    /// `f` of the cached resolution when it is current, borrowed (no
+    /// reference count is taken).
+    #[inline]
+    fn peek<R>(&self, inner: &Inner, f: impl FnOnce(Option<&Res>) -> R) -> R {
+        let generation = inner.generation();
+        let cached = self.cache.load();
+        match cached.as_ref() {
+            Some(cached) if cached.executor == inner.id && cached.generation == generation => f(Some(&cached.resolved)),
+            _ => f(None),
+        }
+    }
+
+    fn resolve(&self, inner: &Inner) -> Result<Res, Error> {
+        let generation = inner.generation();
+        if let Some(cached) = &*self.cache.load()
+            && cached.executor == inner.id
+            && cached.generation == generation
+        {
+            return Ok(Arc::clone(&cached.resolved));
+        }
+        let budgets = self.catalog.as_ref().map_or(&[][..], |spec| spec.budgets);
+        let resolved =
+            inner.resolve(&self.key, Site { catalog: self.catalog_policy(), classifier: self.classifier, budgets })?;
+        let resolved = Arc::new(resolved);
+        if !resolved.cacheable() {
+            return Ok(resolved);
+        }
+        let plain = if resolved.plain && resolved.policy.id.is_none() { inner.stamp(generation) } else { None };
+        self.cache.store(Some(Arc::new(Cached { executor: inner.id, generation, resolved: Arc::clone(&resolved) })));
+        self.plain.store(plain.unwrap_or(0), Ordering::Release);
+        Ok(resolved)
+    }
+}
+
+/// Where a call's resolution comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'x> {
+    /// A `#[recourse]` function's or `key!`'s call site (with its cache).
+    Site(&'x SiteCache),
+    /// A key called without a call site (the executor's own cache).
+    Key(&'x PolicyKey),
+}
+
+impl<'x> Source<'x> {
+    #[inline]
+    pub(crate) fn key(self) -> &'x PolicyKey {
+        match self {
+            Self::Site(site) => &site.key,
+            Self::Key(key) => key,
+        }
+    }
+
+    /// Whether a first attempt needs nothing at all (see `SiteCache::is_plain`).
+    #[inline]
+    pub(crate) fn is_plain(self, inner: &Inner) -> bool {
+        match self {
+            Self::Site(site) => site.is_plain(inner),
+            Self::Key(_) => false,
+        }
+    }
+
+    /// `f` of the current cached resolution, borrowed.
+    #[inline]
+    pub(crate) fn peek<R>(self, inner: &Inner, f: impl FnOnce(Option<&Res>) -> R) -> R {
+        match self {
+            Self::Site(site) => site.peek(inner, f),
+            Self::Key(key) => {
+                let generation = inner.generation();
+                match inner.resolved.load().get(key) {
+                    Some((cached, resolved)) if *cached == generation => f(Some(resolved)),
+                    _ => f(None),
+                }
+            }
+        }
+    }
+
+    /// The current resolution, resolving and caching it when needed.
+    pub(crate) fn resolve(self, inner: &Inner) -> Result<Res, Error> {
+        match self {
+            Self::Site(site) => site.resolve(inner),
+            Self::Key(key) => inner.resolve_cached(key),
+        }
+    }
+}
