@@ -116,40 +116,21 @@ impl Inner {
     }
 }
 
-/// Which deadline cuts an attempt short.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cut {
-    Attempt,
-    Overall,
-}
-
 /// The attempt about to run. Holds the budget's release: settling the
 /// attempt runs it, and so does dropping the plan (the call was cancelled,
 /// the operation panicked, a hedge lost).
 #[derive(Debug)]
 pub(crate) struct Plan {
-    /// What `recourse::attempt()` reports; its `deadline` is the cutoff.
+    /// What `recourse::attempt()` reports; its `deadline` is the cutoff
+    /// (the call's deadline when that comes first).
     pub(crate) attempt: Attempt,
-    pub(crate) cut: Cut,
-    /// When it started, for the record (only while recording).
-    pub(crate) started: Option<Instant>,
-    /// Monotonic start, for the latency tracker (only while hedging).
-    pub(crate) launched: Option<Instant>,
-    pub(crate) budget_reason: Cow<'static, str>,
     pub(crate) release: Release,
 }
 
 impl Plan {
     /// The first attempt of a call with no deadline and nothing recorded.
     pub(crate) fn first(gate: Gate, policy_id: Option<Arc<str>>) -> Self {
-        Self {
-            attempt: Attempt::first(policy_id),
-            cut: Cut::Overall,
-            started: None,
-            launched: None,
-            budget_reason: gate.reason,
-            release: gate.release,
-        }
+        Self { attempt: Attempt::first(policy_id), release: gate.release }
     }
 }
 

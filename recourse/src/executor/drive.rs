@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::time::Duration;
 
 use tokio::time::Sleep;
 
@@ -70,30 +71,66 @@ where
         }
     }
 
-    /// Follows the engine past backoffs to the next attempt to run
-    /// ([`Next::Attempt`] or [`Next::Group`]), or to the call's end.
-    async fn advance<T>(&mut self, mut next: Next, mut timer: Pin<&mut Option<Sleep>>) -> Result<Next, Result<T, E>> {
-        loop {
-            match next {
-                Next::Attempt | Next::Group => return Ok(next),
-                Next::Sleep(duration) => {
-                    if !self.engine.keeps_last() {
-                        self.last = None;
-                    }
-                    if let Err(error) = self.engine.sleep(duration, timer.as_mut()).await {
-                        self.last = None;
-                        return Err(Err(self.engine.fail(error)));
-                    }
-                    next = self.engine.next(self.last.as_ref().map(|e| e as &dyn ErrorView));
-                }
-                Next::Last => {
-                    return Err(Err(self.last.take().expect("the engine ends with the last error only after one")));
-                }
-                Next::Fail(error) => {
+    /// After a failed attempt: the backoff before the next one, or the
+    /// call's result.
+    #[inline]
+    fn backoff<T>(&mut self, next: Next) -> Result<Duration, Result<T, E>> {
+        match next {
+            Next::Sleep(duration) => {
+                if !self.engine.keeps_last() {
                     self.last = None;
-                    return Err(Err(self.engine.fail(error)));
                 }
+                Ok(duration)
             }
+            Next::Last => Err(Err(self.last.take().expect("the engine ends with the last error only after one"))),
+            Next::Fail(error) => {
+                self.last = None;
+                Err(Err(self.engine.fail(error)))
+            }
+            Next::Attempt | Next::Group => unreachable!("an attempt is planned only after a backoff"),
+        }
+    }
+
+    /// After the backoff (`Err`: a custom sleeper overran the deadline),
+    /// plans the next attempt: whether it runs as a hedged group, or the
+    /// call's result.
+    fn resume<T>(&mut self, paused: Result<(), Error>) -> Result<bool, Result<T, E>> {
+        if let Err(error) = paused {
+            self.last = None;
+            return Err(Err(self.engine.fail(error)));
+        }
+        match self.engine.next(self.last.as_ref().map(|e| e as &dyn ErrorView)) {
+            Next::Attempt => Ok(false),
+            Next::Group => Ok(true),
+            Next::Last => Err(Err(self.last.take().expect("the engine ends with the last error only after one"))),
+            Next::Fail(error) => {
+                self.last = None;
+                Err(Err(self.engine.fail(error)))
+            }
+            Next::Sleep(_) => unreachable!("planning an attempt never backs off"),
+        }
+    }
+}
+
+/// A call's key: a call site's, or one without a call site, owned by the
+/// call (so the common forms keep a pointer, not a key, in their future).
+pub(crate) trait CallKeyRef {
+    fn source(&self) -> Source<'_>;
+}
+
+impl CallKeyRef for &SiteCache {
+    #[inline]
+    fn source(&self) -> Source<'_> {
+        Source::Site(self)
+    }
+}
+
+impl CallKeyRef for Result<&SiteCache, PolicyKey> {
+    #[inline]
+    fn source(&self) -> Source<'_> {
+        match self {
+            Ok(site) => Source::Site(site),
+            Err(key) => Source::Key(key),
         }
     }
 }
@@ -106,47 +143,36 @@ fn boxed<T>(make: impl FnOnce() -> T) -> Pin<Box<T>> {
     Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
-/// The closure form: `op` makes one attempt's future per call. The key is
-/// a call site's, or (`Err`) one without a call site, owned by the call.
-pub(crate) fn drive<F, Fut, T, E>(
-    inner: &Inner,
-    site: Result<&SiteCache, PolicyKey>,
-    mut op: F,
-) -> impl Future<Output = Result<T, E>>
+/// The closure form: `op` makes one attempt's future per call.
+pub(crate) fn drive<K, F, Fut, T, E>(inner: &Inner, key: K, mut op: F) -> impl Future<Output = Result<T, E>>
 where
+    K: CallKeyRef,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
     async move {
-        let source = match &site {
-            Ok(site) => Source::Site(site),
-            Err(key) => Source::Key(key),
-        };
-        let mut driver = Driver::begin(inner, source, false)?;
+        let mut driver = Driver::begin(inner, key.source(), false)?;
         // One timer per call: the attempt's deadline, then the backoff.
         let mut timer = pin!(None::<Sleep>);
-        let mut next = driver.engine.next(None);
+        let mut hedged = driver.engine.hedged();
         loop {
-            let step = match next {
-                Next::Attempt => {
-                    let result = {
-                        let mut future = pin!(None::<Fut>);
-                        Run::new(driver.engine.scope(), &mut op, future.as_mut(), timer.as_mut()).await
-                    };
-                    driver.settle(result)
-                }
+            let step = if hedged {
                 // Boxed: a group holds up to four attempt futures and their
                 // timers, which would otherwise make every call's future
                 // several times larger, hedged or not.
-                Next::Group => boxed(|| group::run(&mut driver.engine, &mut driver.last, &mut op)).await,
-                other => Ok(other),
+                boxed(|| group::run(&mut driver.engine, &mut driver.last, &mut op)).await
+            } else {
+                let result = Run::new(driver.engine.scope(), &mut op, pin!(None::<Fut>), timer.as_mut()).await;
+                driver.settle(result)
             };
-            next = match step {
-                Ok(next) => match driver.advance(next, timer.as_mut()).await {
-                    Ok(next) => next,
-                    Err(done) => return done,
-                },
+            let backoff = match step.and_then(|next| driver.backoff(next)) {
+                Ok(backoff) => backoff,
+                Err(done) => return done,
+            };
+            let paused = driver.engine.pause(backoff, timer.as_mut()).await;
+            hedged = match driver.resume(paused) {
+                Ok(hedged) => hedged,
                 Err(done) => return done,
             };
         }
@@ -197,14 +223,13 @@ where
             Err(failed) => return failed.take().map(Err),
         };
         let mut timer = pin!(None::<Sleep>);
-        let result = {
-            let mut slot = pin!(None::<Fut>);
-            Run::new(driver.engine.scope(), || future, slot.as_mut(), timer.as_mut()).await
+        let result = Run::new(driver.engine.scope(), || future, pin!(None::<Fut>), timer.as_mut()).await;
+        let backoff = match driver.settle(result).and_then(|next| driver.backoff(next)) {
+            Ok(backoff) => backoff,
+            Err(done) => return Some(done),
         };
-        match driver.settle(result) {
-            Err(done) => Some(done),
-            Ok(next) => driver.advance::<T>(next, timer.as_mut()).await.err(),
-        }
+        let paused = driver.engine.pause(backoff, timer.as_mut()).await;
+        driver.resume::<T>(paused).err()
     }
 }
 

@@ -18,20 +18,21 @@
 //! first attempt fails; that is state (`res` is `None`), not another loop.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::Inner;
-use super::attempt::{Cut, Gate, Plan, arm};
+use super::attempt::{Gate, Plan, arm};
 use super::backoff::next_backoff;
 use super::record::{Quiet, Recording, Watcher};
 use super::resolve::{BudgetSlot, PolicyNote, Res, Source};
-use crate::budget::{AttemptKind, BudgetDecisionEvent};
-use crate::circuit::{self, Breaker, Transition};
+use super::{Inner, SleepFuture};
+use crate::budget::{AttemptKind, BudgetDecisionEvent, Release};
+use crate::circuit::{self, Breaker};
 use crate::classify::{ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, Error};
 use crate::observe::{self, Attempt, AttemptRecord};
@@ -39,6 +40,46 @@ use crate::policy::{Policy, PolicyKey};
 
 /// The reason of an attempt cut by a deadline.
 const DEADLINE_REASON: &str = "context_deadline_exceeded";
+
+/// A backoff in progress (see [`Engine::pause`]): `Err` when a custom
+/// sleeper overran the overall deadline.
+pub(crate) struct Pause<'t> {
+    wait: Wait,
+    /// The default sleep, or the deadline a custom sleep races.
+    timer: Pin<&'t mut Option<Sleep>>,
+}
+
+enum Wait {
+    /// A zero backoff.
+    Nothing,
+    /// The default sleeper: the timer.
+    Timer,
+    /// A custom sleeper's sleep, raced against the deadline on the timer
+    /// (reporting this overall timeout) when the call has one.
+    Custom(SleepFuture, Option<Duration>),
+}
+
+impl Future for Pause<'_> {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let timer = this.timer.as_mut().as_pin_mut();
+        match &mut this.wait {
+            Wait::Nothing => Poll::Ready(Ok(())),
+            Wait::Timer => timer.map_or(Poll::Ready(Ok(())), |timer| timer.poll(cx).map(Ok)),
+            Wait::Custom(sleep, overall) => {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
+                match (timer, *overall) {
+                    (Some(timer), Some(timeout)) => timer.poll(cx).map(|()| Err(Error::Timeout { timeout })),
+                    _ => Poll::Pending,
+                }
+            }
+        }
+    }
+}
 
 /// What the driver does next.
 #[derive(Debug)]
@@ -99,50 +140,6 @@ impl Verdict {
     }
 }
 
-/// A breaker's admission of one call, taken the moment the breaker admits
-/// it: exactly one verdict (success, failure, or a released probe) reaches
-/// the breaker, and a call dropped (or unwound) before its verdict hands a
-/// half-open probe back (DESIGN §6.4).
-struct CircuitGuard {
-    breaker: Arc<dyn Breaker>,
-    probe: bool,
-    done: bool,
-}
-
-impl CircuitGuard {
-    fn verdict(&mut self, inner: &Inner, key: &PolicyKey, verdict: Verdict) -> Option<Transition> {
-        if std::mem::replace(&mut self.done, true) {
-            return None;
-        }
-        let breaker = &*self.breaker;
-        let probe = self.probe;
-        // A breaker that panics here has admitted the call already; with
-        // recovery on the panic is dropped, as the call's result stands.
-        inner
-            .recover(Component::CircuitBreaker, key, || match verdict {
-                Verdict::Success => breaker.record_success(),
-                Verdict::Failure => breaker.record_failure(),
-                Verdict::None => {
-                    // Only a half-open probe holds a slot to hand back; a
-                    // stray release would let an extra probe through.
-                    if probe {
-                        breaker.release_probe();
-                    }
-                    None
-                }
-            })
-            .unwrap_or(None)
-    }
-}
-
-impl Drop for CircuitGuard {
-    fn drop(&mut self) {
-        if !self.done && self.probe {
-            self.breaker.release_probe();
-        }
-    }
-}
-
 /// One call in progress, watched by `W`.
 pub(crate) struct Core<'x, W> {
     inner: &'x Inner,
@@ -153,9 +150,17 @@ pub(crate) struct Core<'x, W> {
     plan: Option<Plan>,
     deadline: Option<Instant>,
     index: u32,
-    base: Duration,
-    backoff: Duration,
-    circuit: Option<CircuitGuard>,
+    /// The backoff base before jitter, in nanoseconds (a `Duration` would
+    /// take twice the room in every call's future).
+    base: u64,
+    /// The breaker that admitted the call, until its verdict is given.
+    /// Taken the moment the breaker admits the call: exactly one verdict
+    /// (success, failure, or a released probe) reaches the breaker, and a
+    /// call dropped (or unwound) before its verdict hands a half-open probe
+    /// back (DESIGN §6.4, see the `Drop` impl).
+    circuit: Option<Arc<dyn Breaker>>,
+    /// Whether the call is the breaker's half-open probe.
+    probe: bool,
     hedging: bool,
     watch: W,
 }
@@ -282,35 +287,25 @@ impl<'x> Engine<'x> {
     /// overall deadline: the call then ends with [`Error::Timeout`] (the
     /// default sleeper never does: no sleep that would cross the deadline
     /// is started).
-    pub(crate) async fn sleep(&self, duration: Duration, mut timer: Pin<&mut Option<Sleep>>) -> Result<(), Error> {
-        if duration.is_zero() {
-            return Ok(());
-        }
+    pub(crate) fn pause<'t>(&self, duration: Duration, mut timer: Pin<&'t mut Option<Sleep>>) -> Pause<'t> {
         let (inner, deadline, overall) = each!(self, c => (c.inner, c.deadline, c.overall_timeout()));
-        let Some(sleeper) = inner.time.custom_sleeper() else {
+        let wait = if duration.is_zero() {
+            Wait::Nothing
+        } else if let Some(sleeper) = inner.time.custom_sleeper() {
+            if let Some(deadline) = deadline {
+                arm(timer.as_mut(), deadline);
+            }
+            Wait::Custom(sleeper.sleep(duration), deadline.map(|_| overall))
+        } else {
             arm(timer.as_mut(), Instant::now() + duration);
-            if let Some(timer) = timer.as_pin_mut() {
-                timer.await;
-            }
-            return Ok(());
+            Wait::Timer
         };
-        let mut sleep = sleeper.sleep(duration);
-        let Some(deadline) = deadline else {
-            sleep.await;
-            return Ok(());
-        };
-        arm(timer.as_mut(), deadline);
-        let woke = std::future::poll_fn(|cx| {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(true);
-            }
-            match timer.as_mut().as_pin_mut() {
-                Some(timer) => timer.poll(cx).map(|()| false),
-                None => Poll::Pending,
-            }
-        })
-        .await;
-        if woke { Ok(()) } else { Err(Error::Timeout { timeout: overall }) }
+        Pause { wait, timer }
+    }
+
+    /// Whether the planned attempt runs as a hedged group.
+    pub(crate) fn hedged(&self) -> bool {
+        each!(self, c => c.hedging)
     }
 
     // The hedge group's steps.
@@ -328,8 +323,8 @@ impl<'x> Engine<'x> {
         each!(self, c => c.plan_hedge(hedge_index))
     }
 
-    pub(crate) fn conclude(&mut self, plan: Plan, attempted: Option<Attempted<'_>>) -> Concluded {
-        each!(self, c => c.conclude(plan, attempted))
+    pub(crate) fn conclude(&mut self, plan: Plan, attempted: Option<Attempted<'_>>, ran: Duration) -> Concluded {
+        each!(self, c => c.conclude(plan, attempted, Some(ran)))
     }
 
     pub(crate) fn group_cut_error(&self, plan: &Plan) -> Error {
@@ -380,9 +375,9 @@ impl<'x, W: Watcher> Core<'x, W> {
             plan,
             deadline: None,
             index: 0,
-            base: Duration::ZERO,
-            backoff: Duration::ZERO,
+            base: 0,
             circuit: None,
+            probe: false,
             hedging: false,
             watch,
         }
@@ -415,7 +410,7 @@ impl<'x, W: Watcher> Core<'x, W> {
                         self.watch.attribute("classifier_error", || "classifier_not_found".into());
                     }
                     Error::NoTrigger { name } => {
-                        self.watch.attribute("trigger_error", || format!("{name} not found").into())
+                        self.watch.attribute("trigger_error", || format!("{name} not found").into());
                     }
                     _ => {}
                 }
@@ -449,7 +444,8 @@ impl<'x, W: Watcher> Core<'x, W> {
             // below must not keep the probe slot (DESIGN §6.4).
             let probe = decision.allowed && decision.state == circuit::State::HalfOpen;
             if decision.allowed {
-                self.circuit = Some(CircuitGuard { breaker: Arc::clone(breaker), probe, done: false });
+                self.circuit = Some(Arc::clone(breaker));
+                self.probe = probe;
             }
             self.watch.circuit(key, decision.transition);
             self.watch.attribute("circuit_state", || decision.state.as_str().into());
@@ -463,7 +459,7 @@ impl<'x, W: Watcher> Core<'x, W> {
         }
         let retry = &res.policy.retry;
         self.deadline = (!retry.overall_timeout.is_zero()).then(|| Instant::now() + retry.overall_timeout);
-        self.base = retry.initial_backoff;
+        self.base = nanos(retry.initial_backoff);
         self.hedging = hedging;
         self.res = Some(res);
         match self.plan_attempt(None) {
@@ -506,24 +502,18 @@ impl<'x, W: Watcher> Core<'x, W> {
     }
 
     /// A plan for an allowed attempt: scope and deadline.
-    fn make_plan(&self, hedge_index: u32, gate: Gate) -> Plan {
+    fn make_plan(&self, hedge_index: u32, release: Release) -> Plan {
         let res = self.res.as_ref().expect("resolved");
         let retry = &res.policy.retry;
-        // The clock is read only for what needs it: a per-attempt deadline
-        // or the latency tracker (hedging).
-        let now = (!retry.timeout_per_attempt.is_zero() || res.tracker.is_some()).then(Instant::now);
-        let attempt_cutoff =
-            now.filter(|_| !retry.timeout_per_attempt.is_zero()).map(|now| now + retry.timeout_per_attempt);
-        let (cutoff, cut) = match (attempt_cutoff, self.deadline) {
-            (Some(a), Some(d)) if a < d => (Some(a), Cut::Attempt),
-            (Some(a), None) => (Some(a), Cut::Attempt),
-            (_, d) => (d, Cut::Overall),
+        // The clock is read only for a per-attempt deadline.
+        let attempt_cutoff = (!retry.timeout_per_attempt.is_zero()).then(|| Instant::now() + retry.timeout_per_attempt);
+        let cutoff = match (attempt_cutoff, self.deadline) {
+            (Some(a), Some(d)) => Some(a.min(d)),
+            (a, d) => a.or(d),
         };
         let attempt =
             Attempt { retry_index: self.index, hedge_index, policy_id: res.policy.id.clone(), deadline: cutoff };
-        let started = W::RECORDS.then(|| self.inner.now());
-        let launched = now.filter(|_| res.tracker.is_some());
-        Plan { attempt, cut, started, launched, budget_reason: gate.reason, release: gate.release }
+        Plan { attempt, release }
     }
 
     /// Gates and plans the next attempt. A denial ends the call: with the
@@ -532,13 +522,13 @@ impl<'x, W: Watcher> Core<'x, W> {
     fn plan_attempt(&mut self, last: Option<&dyn ErrorView>) -> Next {
         let gate = self.gate(AttemptKind::Retry);
         if gate.allowed {
-            let plan = self.make_plan(0, gate);
-            self.watch.attempt_start(self.key(), &plan.attempt);
+            let plan = self.make_plan(0, gate.release);
+            self.watch.attempt_start(self.key(), &plan.attempt, gate.reason);
             self.plan = Some(plan);
             return if self.hedging { Next::Group } else { Next::Attempt };
         }
         let inner = self.inner;
-        let (index, backoff) = (self.index, self.backoff);
+        let index = self.index;
         let outcome = Outcome::abort().with_reason(gate.reason.clone());
         let key = self.key();
         self.watch.attempt(key, None, || {
@@ -546,7 +536,7 @@ impl<'x, W: Watcher> Core<'x, W> {
             AttemptRecord {
                 budget_allowed: false,
                 budget_reason: gate.reason.clone(),
-                ..record(index, now, now, outcome.clone(), None, backoff)
+                ..record(index, now, outcome.clone(), None)
             }
         });
         self.watch.attribute("budget_denied", || gate.reason.clone());
@@ -573,31 +563,33 @@ impl<'x, W: Watcher> Core<'x, W> {
                     hedge_index,
                     budget_allowed: false,
                     budget_reason: gate.reason.clone(),
-                    ..record(index, now, now, Outcome::abort().with_reason(gate.reason.clone()), None, Duration::ZERO)
+                    ..record(index, now, Outcome::abort().with_reason(gate.reason.clone()), None)
                 }
             });
             return None;
         }
-        let plan = self.make_plan(hedge_index, gate);
-        let started = plan.started;
-        self.watch.hedge_spawn(key, &plan.attempt, || {
-            let now = inner.now();
-            AttemptRecord {
-                is_hedge: true,
-                hedge_index,
-                ..record(index, started.unwrap_or(now), now, Outcome::new(OutcomeKind::Unknown), None, Duration::ZERO)
-            }
+        let plan = self.make_plan(hedge_index, gate.release);
+        self.watch.hedge_spawn(key, &plan.attempt, || AttemptRecord {
+            is_hedge: true,
+            hedge_index,
+            ..record(index, inner.now(), Outcome::new(OutcomeKind::Unknown), None)
         });
-        self.watch.attempt_start(key, &plan.attempt);
+        self.watch.attempt_start(key, &plan.attempt, gate.reason);
         Some(plan)
     }
 
     fn cut_error(&self, plan: &Plan) -> Error {
         let retry = &self.policy().retry;
-        match plan.cut {
-            Cut::Attempt => Error::AttemptTimeout { timeout: retry.timeout_per_attempt },
-            Cut::Overall => Error::Timeout { timeout: retry.overall_timeout },
+        if self.cut_by_call(plan) {
+            Error::Timeout { timeout: retry.overall_timeout }
+        } else {
+            Error::AttemptTimeout { timeout: retry.timeout_per_attempt }
         }
+    }
+
+    /// Whether the call's deadline (not the attempt's own) cuts `plan`.
+    fn cut_by_call(&self, plan: &Plan) -> bool {
+        self.deadline.is_some() && plan.attempt.deadline == self.deadline
     }
 
     #[inline]
@@ -608,7 +600,7 @@ impl<'x, W: Watcher> Core<'x, W> {
             drop(plan);
             return;
         }
-        let concluded = self.conclude(plan, None);
+        let concluded = self.conclude(plan, None, None);
         debug_assert!(matches!(concluded, Concluded::Failure(ref o) if o.kind == OutcomeKind::Success));
         self.finish(Verdict::Success, None);
     }
@@ -625,7 +617,7 @@ impl<'x, W: Watcher> Core<'x, W> {
             let lean = res.as_ref().is_ok_and(|res| res.lean);
             if lean {
                 let res = res.unwrap_or_else(|_| unreachable!("checked above"));
-                self.base = res.policy.retry.initial_backoff;
+                self.base = nanos(res.policy.retry.initial_backoff);
                 self.res = Some(res);
             } else {
                 if let Some(error) = self.start(res, false) {
@@ -640,7 +632,7 @@ impl<'x, W: Watcher> Core<'x, W> {
                 Err(panic) => Next::Fail(panic),
             };
         }
-        match self.conclude(plan, Some(attempted)) {
+        match self.conclude(plan, Some(attempted), None) {
             Concluded::Failure(outcome) => {
                 let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
                 self.decide(error, &outcome)
@@ -659,15 +651,16 @@ impl<'x, W: Watcher> Core<'x, W> {
         self.inner.classify(self.key(), res.classifier.as_ref(), error).map_err(Error::Panic)
     }
 
-    /// Releases the attempt's budget, feeds the latency tracker, classifies
-    /// the result (`None`: success) and records the attempt.
-    fn conclude(&mut self, mut plan: Plan, attempted: Option<Attempted<'_>>) -> Concluded {
+    /// Releases the attempt's budget, feeds the latency tracker (with how
+    /// long a hedged group's attempt ran), classifies the result (`None`:
+    /// success) and records the attempt.
+    fn conclude(&mut self, mut plan: Plan, attempted: Option<Attempted<'_>>, ran: Option<Duration>) -> Concluded {
         // Before anything is published, so a caller that sees the result
         // also sees the release.
         plan.release.run();
         let res = self.res.as_ref().expect("resolved");
-        if let (Some(tracker), Some(launched)) = (&res.tracker, plan.launched) {
-            tracker.record(launched.elapsed());
+        if let (Some(tracker), Some(ran)) = (&res.tracker, ran) {
+            tracker.record(ran);
         }
         let (outcome, text, concluded) = match attempted {
             None => (Outcome::success(), None, Concluded::Failure(Outcome::success())),
@@ -681,24 +674,23 @@ impl<'x, W: Watcher> Core<'x, W> {
                     (outcome, Some(error), Concluded::Over(Some(panic)))
                 }
             },
-            Some(Attempted::Cut(error)) => match plan.cut {
-                Cut::Attempt => {
+            Some(Attempted::Cut(error)) => {
+                if self.cut_by_call(&plan) {
+                    (Outcome::abort().with_reason(DEADLINE_REASON), Some(error), Concluded::Over(None))
+                } else {
                     let outcome = Outcome::retryable().with_reason(DEADLINE_REASON);
                     (outcome.clone(), Some(error), Concluded::Failure(outcome))
                 }
-                Cut::Overall => (Outcome::abort().with_reason(DEADLINE_REASON), Some(error), Concluded::Over(None)),
-            },
+            }
         };
         let (inner, index) = (self.inner, self.index);
-        let backoff = if plan.attempt.is_hedge() { Duration::ZERO } else { self.backoff };
         let key = self.key();
         self.watch.attempt(key, Some(&plan.attempt), || {
             let now = inner.now();
             AttemptRecord {
-                budget_reason: plan.budget_reason.clone(),
                 is_hedge: plan.attempt.is_hedge(),
                 hedge_index: plan.attempt.hedge_index,
-                ..record(index, plan.started.unwrap_or(now), now, outcome, text.map(super::record::error_text), backoff)
+                ..record(index, now, outcome, text.map(super::record::error_text))
             }
         });
         concluded
@@ -717,15 +709,7 @@ impl<'x, W: Watcher> Core<'x, W> {
                 AttemptRecord {
                     is_hedge: plan.attempt.is_hedge(),
                     hedge_index: plan.attempt.hedge_index,
-                    budget_reason: plan.budget_reason.clone(),
-                    ..record(
-                        plan.attempt.retry_index,
-                        plan.started.unwrap_or(now),
-                        now,
-                        Outcome::abort().with_reason("hedge_cancelled"),
-                        None,
-                        Duration::ZERO,
-                    )
+                    ..record(plan.attempt.retry_index, now, Outcome::abort().with_reason("hedge_cancelled"), None)
                 }
             },
             reason,
@@ -738,7 +722,9 @@ impl<'x, W: Watcher> Core<'x, W> {
     fn decide(&mut self, error: &dyn ErrorView, outcome: &Outcome) -> Next {
         let res = self.res.as_ref().expect("resolved");
         let retry = &res.policy.retry;
-        let Some(sleep) = self.inner.backoff(retry, self.index, outcome.kind, outcome.backoff, self.base) else {
+        let Some(sleep) =
+            self.inner.backoff(retry, self.index, outcome.kind, outcome.backoff, Duration::from_nanos(self.base))
+        else {
             self.finish(Verdict::of(outcome), Some((error, outcome)));
             return Next::Last;
         };
@@ -751,8 +737,8 @@ impl<'x, W: Watcher> Core<'x, W> {
             self.finish(Verdict::Failure, Some((error, outcome)));
             return Next::Last;
         }
-        self.base = next_backoff(self.base, retry);
-        self.backoff = sleep;
+        self.base = nanos(next_backoff(Duration::from_nanos(self.base), retry));
+        self.watch.backoff(sleep);
         self.index += 1;
         Next::Sleep(sleep)
     }
@@ -764,13 +750,45 @@ impl<'x, W: Watcher> Core<'x, W> {
     /// Gives the breaker its verdict (once) and ends the recording.
     fn finish(&mut self, verdict: Verdict, error: Option<(&dyn ErrorView, &Outcome)>) {
         let key = self.key();
-        if let Some(guard) = &mut self.circuit {
-            let transition = guard.verdict(self.inner, key, verdict);
+        if let Some(breaker) = self.circuit.take() {
+            let probe = std::mem::take(&mut self.probe);
+            // A breaker that panics here has admitted the call already; with
+            // recovery on the panic is dropped, as the call's result stands.
+            let transition = self
+                .inner
+                .recover(Component::CircuitBreaker, key, || match verdict {
+                    Verdict::Success => breaker.record_success(),
+                    Verdict::Failure => breaker.record_failure(),
+                    Verdict::None => {
+                        // Only a half-open probe holds a slot to hand back;
+                        // a stray release would let an extra probe through.
+                        if probe {
+                            breaker.release_probe();
+                        }
+                        None
+                    }
+                })
+                .unwrap_or(None);
             self.watch.circuit(key, transition);
         }
         let now = if W::RECORDS { self.inner.now() } else { Instant::now() };
         self.watch.finish(key, now, error);
     }
+}
+
+impl<W> Drop for Core<'_, W> {
+    fn drop(&mut self) {
+        if self.probe
+            && let Some(breaker) = self.circuit.take()
+        {
+            breaker.release_probe();
+        }
+    }
+}
+
+/// `d` in nanoseconds, saturating (backoffs are capped far below that).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn with_fallback_note(outcome: Outcome, fallback_from: Option<&str>) -> Outcome {
@@ -783,23 +801,17 @@ fn with_fallback_note(outcome: Outcome, fallback_from: Option<&str>) -> Outcome 
     }
 }
 
-fn record(
-    index: u32,
-    start: Instant,
-    end: Instant,
-    outcome: Outcome,
-    error: Option<String>,
-    backoff: Duration,
-) -> AttemptRecord {
+/// A record ending at `end`; the watcher fills in its start and backoff.
+fn record(index: u32, end: Instant, outcome: Outcome, error: Option<String>) -> AttemptRecord {
     AttemptRecord {
         attempt: index,
-        start,
+        start: end,
         end,
         is_hedge: false,
         hedge_index: 0,
         outcome,
         error,
-        backoff,
+        backoff: Duration::ZERO,
         budget_allowed: true,
         budget_reason: Cow::Borrowed(crate::budget::reason::NO_BUDGET),
     }

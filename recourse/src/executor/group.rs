@@ -43,6 +43,8 @@ struct Hedger<'g> {
     res: Res,
     timers: [Pin<&'g mut Option<Sleep>>; SLOTS],
     plans: [Option<Plan>; SLOTS],
+    /// When each running attempt was launched, for the latency tracker.
+    launches: [Instant; SLOTS],
     hedge_timer: Pin<&'g mut Option<Sleep>>,
     /// When the trigger is asked next; the timer for it is only armed once
     /// the attempts are found pending, so a primary that is ready at once
@@ -66,7 +68,8 @@ fn severity(kind: OutcomeKind) -> u8 {
 }
 
 impl Hedger<'_> {
-    fn launched(&mut self, slot: usize, plan: Plan) {
+    fn launched(&mut self, slot: usize, plan: Plan, at: Instant) {
+        self.launches[slot] = at;
         match plan.attempt.deadline {
             Some(cutoff) => arm(self.timers[slot].as_mut(), cutoff),
             None => self.timers[slot].set(None),
@@ -144,11 +147,11 @@ impl Hedger<'_> {
         self.timers[slot].as_mut().as_pin_mut().is_some_and(|timer| timer.poll(cx).is_ready())
     }
 
-    /// Slot `slot`'s attempt has reported.
-    fn reported(&mut self, slot: usize) -> Plan {
+    /// Slot `slot`'s attempt has reported: its plan, and how long it ran.
+    fn reported(&mut self, slot: usize) -> (Plan, Duration) {
         self.timers[slot].set(None);
         self.in_flight -= 1;
-        self.plans[slot].take().expect("a running slot has a plan")
+        (self.plans[slot].take().expect("a running slot has a plan"), self.launches[slot].elapsed())
     }
 
     /// Records every attempt still running as cancelled and drops its plan
@@ -186,10 +189,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Classify + From<Error> + 'static,
 {
-    fn launch(&mut self, slot: usize, plan: Plan) {
+    fn launch(&mut self, slot: usize, plan: Plan, at: Instant) {
         let future = observe::enter_attempt(&plan.attempt, &mut *self.op);
         self.slots[slot].set(Some(future));
-        self.hedger.launched(slot, plan);
+        self.hedger.launched(slot, plan, at);
     }
 
     /// Drops every attempt still running, then records them.
@@ -209,7 +212,7 @@ where
         let mut launched = false;
         while self.hedger.hedge_due(cx) {
             if let Some((slot, plan)) = self.hedger.evaluate(self.engine, None) {
-                self.launch(slot, plan);
+                self.launch(slot, plan, Instant::now());
                 launched = true;
             }
         }
@@ -234,21 +237,21 @@ where
                 Poll::Pending => continue,
             };
             self.slots[slot].set(None);
-            let plan = self.hedger.reported(slot);
+            let (plan, ran) = self.hedger.reported(slot);
             let (error, concluded) = match result {
                 Some(Ok(value)) => {
-                    self.engine.conclude(plan, None);
+                    self.engine.conclude(plan, None, ran);
                     self.cancel_all("another attempt succeeded");
                     self.engine.group_succeeded();
                     return Poll::Ready(Err(Ok(value)));
                 }
                 Some(Err(error)) => {
-                    let concluded = self.engine.conclude(plan, Some(Attempted::Err(&error)));
+                    let concluded = self.engine.conclude(plan, Some(Attempted::Err(&error)), ran);
                     (error, concluded)
                 }
                 None => {
                     let error = E::from(self.engine.group_cut_error(&plan));
-                    let concluded = self.engine.conclude(plan, Some(Attempted::Cut(&error)));
+                    let concluded = self.engine.conclude(plan, Some(Attempted::Cut(&error)), ran);
                     (error, concluded)
                 }
             };
@@ -317,7 +320,7 @@ where
     let (mut t0, mut t1, mut t2, mut t3) =
         (pin!(None::<Sleep>), pin!(None::<Sleep>), pin!(None::<Sleep>), pin!(None::<Sleep>));
     let hedge_timer = pin!(None::<Sleep>);
-    let started = primary.launched.unwrap_or_else(Instant::now);
+    let started = Instant::now();
     let mut group = Group {
         engine,
         last,
@@ -327,6 +330,7 @@ where
             res,
             timers: [t0.as_mut(), t1.as_mut(), t2.as_mut(), t3.as_mut()],
             plans: [None, None, None, None],
+            launches: [started; SLOTS],
             hedge_timer,
             next_check: None,
             started,
@@ -337,10 +341,10 @@ where
         },
         failure: None,
     };
-    group.launch(0, primary);
+    group.launch(0, primary, started);
     // The group has just started: no need to read the clock for it.
     if let Some((slot, plan)) = group.hedger.evaluate(group.engine, Some(Duration::ZERO)) {
-        group.launch(slot, plan);
+        group.launch(slot, plan, started);
     }
     std::future::poll_fn(|cx| group.poll(cx)).await
 }

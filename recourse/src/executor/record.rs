@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -16,7 +17,10 @@ use crate::circuit::Transition;
 use crate::classify::{ErrorView, Outcome};
 use crate::error::{Component, PanicError};
 use crate::observe::{self, Attempt, AttemptRecord, FinalError, Observer, Timeline};
-use crate::policy::{Policy, PolicyKey};
+use crate::policy::{Policy, PolicyKey, limits};
+
+/// Attempts of one group: the primary and at most `limits::MAX_HEDGES`.
+const SLOTS: usize = 1 + limits::MAX_HEDGES as usize;
 
 /// The hooks the engine calls at each step. Every argument that costs
 /// something to build is a closure, called only by a watcher that records.
@@ -28,9 +32,13 @@ pub(crate) trait Watcher {
     fn start(&mut self, key: &PolicyKey, policy: Option<&Policy>, notes: impl FnOnce(&mut Timeline));
     fn circuit(&mut self, key: &PolicyKey, transition: Option<Transition>);
     fn budget(&mut self, event: impl FnOnce() -> BudgetDecisionEvent);
-    fn attempt_start(&mut self, key: &PolicyKey, scope: &Attempt);
+    /// An attempt allowed by its budget (for `reason`) is about to run.
+    fn attempt_start(&mut self, key: &PolicyKey, scope: &Attempt, reason: Cow<'static, str>);
+    /// The backoff before the next attempt.
+    fn backoff(&mut self, sleep: Duration);
     fn hedge_spawn(&mut self, key: &PolicyKey, scope: &Attempt, record: impl FnOnce() -> AttemptRecord);
-    /// A finished (or budget-denied, `scope: None`) attempt.
+    /// A finished (or budget-denied, `scope: None`) attempt; the watcher
+    /// fills in its start (when it started) and backoff (when a primary).
     fn attempt(&mut self, key: &PolicyKey, scope: Option<&Attempt>, record: impl FnOnce() -> AttemptRecord);
     /// An attempt dropped because another one decided its group.
     fn cancelled(&mut self, key: &PolicyKey, record: impl FnOnce() -> AttemptRecord, reason: &str);
@@ -54,7 +62,9 @@ impl Watcher for Quiet {
     #[inline(always)]
     fn budget(&mut self, _: impl FnOnce() -> BudgetDecisionEvent) {}
     #[inline(always)]
-    fn attempt_start(&mut self, _: &PolicyKey, _: &Attempt) {}
+    fn attempt_start(&mut self, _: &PolicyKey, _: &Attempt, _: Cow<'static, str>) {}
+    #[inline(always)]
+    fn backoff(&mut self, _: Duration) {}
     #[inline(always)]
     fn hedge_spawn(&mut self, _: &PolicyKey, _: &Attempt, _: impl FnOnce() -> AttemptRecord) {}
     #[inline(always)]
@@ -69,8 +79,14 @@ impl Watcher for Quiet {
 /// timeline, tells the observer, and publishes the timeline to the
 /// enclosing capture when the call ends.
 pub(crate) struct Recording<'x> {
+    inner: &'x Inner,
     /// Taken when the call ends.
     timeline: Option<Timeline>,
+    /// When each attempt of the current group (by hedge index) started,
+    /// and its budget's reason.
+    starts: [Option<(Instant, Cow<'static, str>)>; SLOTS],
+    /// The backoff before the current attempt.
+    backoff: Duration,
     /// Whether a capture is listening (the timeline is then published).
     capture: bool,
     observer: Option<&'x dyn Observer>,
@@ -83,10 +99,24 @@ pub(crate) struct Recording<'x> {
 impl<'x> Recording<'x> {
     pub(crate) fn new(inner: &'x Inner, key: &PolicyKey, capture: bool) -> Self {
         Self {
+            inner,
             timeline: Some(Timeline::new(key.clone(), inner.now())),
+            starts: std::array::from_fn(|_| None),
+            backoff: Duration::ZERO,
             capture,
             observer: inner.observer.as_deref(),
             recover: inner.recover_panics.then_some(&inner.observer_panics),
+        }
+    }
+
+    /// An attempt that ran: when it started, and its backoff (primaries).
+    fn fill(&mut self, record: &mut AttemptRecord) {
+        if let Some((start, reason)) = self.starts.get_mut(record.hedge_index as usize).and_then(Option::take) {
+            record.start = start;
+            record.budget_reason = reason;
+        }
+        if !record.is_hedge {
+            record.backoff = self.backoff;
         }
     }
 
@@ -153,11 +183,18 @@ impl Watcher for Recording<'_> {
         }
     }
 
-    fn attempt_start(&mut self, key: &PolicyKey, scope: &Attempt) {
+    fn attempt_start(&mut self, key: &PolicyKey, scope: &Attempt, reason: Cow<'static, str>) {
+        if let Some(start) = self.starts.get_mut(scope.hedge_index as usize) {
+            *start = Some((self.inner.now(), reason));
+        }
         if self.observer.is_some() {
             let _scope = observe::AttemptScope::enter(scope);
             self.tell(key, |o| o.on_attempt_start(key, scope));
         }
+    }
+
+    fn backoff(&mut self, sleep: Duration) {
+        self.backoff = sleep;
     }
 
     fn hedge_spawn(&mut self, key: &PolicyKey, scope: &Attempt, record: impl FnOnce() -> AttemptRecord) {
@@ -169,7 +206,12 @@ impl Watcher for Recording<'_> {
     }
 
     fn attempt(&mut self, key: &PolicyKey, scope: Option<&Attempt>, record: impl FnOnce() -> AttemptRecord) {
-        let record = record();
+        let mut record = record();
+        if scope.is_some() {
+            self.fill(&mut record);
+        } else if !record.is_hedge {
+            record.backoff = self.backoff;
+        }
         if self.observer.is_some() {
             let _scope = scope.map(observe::AttemptScope::enter);
             self.tell(key, |o| o.on_attempt(key, &record));
@@ -180,7 +222,8 @@ impl Watcher for Recording<'_> {
     }
 
     fn cancelled(&mut self, key: &PolicyKey, record: impl FnOnce() -> AttemptRecord, reason: &str) {
-        let record = record();
+        let mut record = record();
+        self.fill(&mut record);
         self.tell(key, |o| o.on_hedge_cancel(key, &record, reason));
         if let Some(t) = &mut self.timeline {
             t.attempts.push(record);

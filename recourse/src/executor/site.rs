@@ -45,7 +45,7 @@ impl CallSite {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error> + 'static,
     {
-        drive(&executor.inner, Ok(&self.0), op)
+        drive(&executor.inner, &self.0, op)
     }
 
     /// Starts a call whose attempts the caller runs one at a time (the
