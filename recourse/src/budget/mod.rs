@@ -176,7 +176,11 @@ impl Release {
     /// Runs the callback if it has not run yet.
     #[inline]
     pub fn run(&mut self) {
-        if let Some(release) = self.slot().take() {
+        // Read before writing: most attempts have nothing to release.
+        let slot = self.slot();
+        if slot.is_some()
+            && let Some(release) = slot.take()
+        {
             release();
         }
     }

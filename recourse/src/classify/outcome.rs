@@ -193,6 +193,13 @@ impl Outcome {
     /// reason is filled from the kind.
     #[inline]
     pub fn finish(mut self) -> Self {
+        self.finish_in_place();
+        self
+    }
+
+    /// [`finish`](Self::finish) without moving the outcome.
+    #[inline]
+    pub(crate) fn finish_in_place(&mut self) {
         if self.kind == OutcomeKind::Unknown {
             if self.reason.is_empty() {
                 self.reason = Cow::Borrowed("unknown_outcome");
@@ -202,6 +209,5 @@ impl Outcome {
         if self.reason.is_empty() {
             self.reason = Cow::Borrowed(self.kind.default_reason());
         }
-        self
     }
 }

@@ -97,22 +97,41 @@ impl Inner {
     /// Classifies a failed attempt: the policy's named classifier, else the
     /// error's own outcome, else the default classifier. `Err` when one of
     /// them panicked and panic recovery is on.
+    #[inline]
     pub(crate) fn classify(
         &self,
         key: &PolicyKey,
         named: Option<&Arc<dyn Classifier>>,
         error: &dyn ErrorView,
-    ) -> Result<Outcome, PanicError> {
+    ) -> Result<Outcome, Box<PanicError>> {
+        self.classify_with(key, named, error, |outcome| std::mem::replace(outcome, Outcome::new(OutcomeKind::Unknown)))
+    }
+
+    /// [`classify`](Self::classify), lending the finished outcome to `then`
+    /// where the classifier left it, so a caller that needs only part of it
+    /// never moves the whole.
+    #[inline]
+    pub(crate) fn classify_with<R>(
+        &self,
+        key: &PolicyKey,
+        named: Option<&Arc<dyn Classifier>>,
+        error: &dyn ErrorView,
+        then: impl FnOnce(&mut Outcome) -> R,
+    ) -> Result<R, Box<PanicError>> {
         self.recover(Component::Classifier, key, || {
-            let outcome = match named {
-                Some(classifier) => classifier.classify(error),
-                None => match error.own_outcome() {
-                    Some(outcome) => outcome,
-                    None => self.default_classifier.classify(error),
-                },
+            // Finished and read where the classifier left it.
+            let mut outcome = match named {
+                Some(classifier) => Some(classifier.classify(error)),
+                None => error.own_outcome(),
             };
-            outcome.finish()
+            let outcome = match &mut outcome {
+                Some(outcome) => outcome,
+                None => outcome.insert(self.default_classifier.classify(error)),
+            };
+            outcome.finish_in_place();
+            then(outcome)
         })
+        .map_err(Box::new)
     }
 }
 
@@ -129,6 +148,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The first attempt of a call with no deadline and nothing recorded.
+    #[inline]
     pub(crate) fn first(gate: Gate, policy_id: Option<Arc<str>>) -> Self {
         Self { attempt: Attempt::first(policy_id), release: gate.release }
     }
@@ -162,6 +182,7 @@ impl<'a, M, Fut> Run<'a, M, Fut> {
 }
 
 /// Sets `timer` to fire at `at`, reusing its registration when it has one.
+#[inline]
 pub(crate) fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
     match timer.as_mut().as_pin_mut() {
         Some(sleep) => sleep.reset(at),
@@ -176,21 +197,24 @@ impl<M, Fut> Unpin for Run<'_, M, Fut> {}
 impl<M: FnOnce() -> Fut, Fut: Future> Future for Run<'_, M, Fut> {
     type Output = Option<Fut::Output>;
 
-    #[inline]
+    // Out of line, the attempt's result crosses a call boundary through
+    // memory on every attempt (S1 in BENCHMARKS.md).
+    #[allow(clippy::inline_always, reason = "see the comment above")]
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        {
-            let _scope = AttemptScope::enter(this.attempt);
-            if let Some(make) = this.make.take() {
-                this.future.set(Some(make()));
-            }
-            if let Some(future) = this.future.as_mut().as_pin_mut()
-                && let Poll::Ready(output) = future.poll(cx)
-            {
-                this.future.set(None);
-                return Poll::Ready(Some(output));
-            }
+        let scope = AttemptScope::enter(this.attempt);
+        if let Some(make) = this.make.take() {
+            this.future.set(Some(make()));
         }
+        if let Some(future) = this.future.as_mut().as_pin_mut()
+            && let Poll::Ready(output) = future.poll(cx)
+        {
+            this.future.set(None);
+            scope.exit();
+            return Poll::Ready(Some(output));
+        }
+        scope.exit();
         if this.attempt.deadline.is_none() {
             return Poll::Pending;
         }

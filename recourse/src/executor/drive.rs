@@ -26,6 +26,7 @@ use super::site::CallKey;
 use super::{Executor, Inner};
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
+use crate::observe::{self, Attempt};
 use crate::policy::PolicyKey;
 
 /// A call's engine and the operation's last error (kept across a backoff
@@ -40,11 +41,16 @@ where
     E: Classify + From<Error> + 'static,
 {
     #[inline]
-    fn begin(inner: &'x Inner, source: Source<'x>, sequential: bool) -> Result<Self, E> {
-        let (mut engine, failed) = Engine::begin(inner, source, sequential);
-        match failed {
-            None => Ok(Self { engine, last: None }),
-            Some(error) => Err(engine.fail(error)),
+    fn new(inner: &'x Inner, source: Source<'x>) -> Self {
+        Self { engine: Engine::new(inner, source), last: None }
+    }
+
+    /// Starts the call (see [`Engine::begin`]); `Err`: it ended at once.
+    #[inline]
+    fn begin(&mut self, sequential: bool) -> Result<(), E> {
+        match self.engine.begin(sequential) {
+            None => Ok(()),
+            Some(error) => Err(self.engine.fail(error)),
         }
     }
 
@@ -71,6 +77,15 @@ where
         }
     }
 
+    /// Hands the failure of a plain first attempt (kept as `last`) to the
+    /// engine: what next, or the call's result.
+    #[inline]
+    fn settle_plain<T>(&mut self) -> Result<Next, Result<T, E>> {
+        let error = self.last.take().expect("a plain attempt failed");
+        self.engine.ran_plain();
+        self.settle(Some(Err(error)))
+    }
+
     /// After a failed attempt: the backoff before the next one, or the
     /// call's result.
     #[inline]
@@ -82,33 +97,35 @@ where
                 }
                 Ok(duration)
             }
-            Next::Last => Err(Err(self.last.take().expect("the engine ends with the last error only after one"))),
-            Next::Fail(error) => {
-                self.last = None;
-                Err(Err(self.engine.fail(error)))
-            }
-            Next::Attempt | Next::Group => unreachable!("an attempt is planned only after a backoff"),
+            other => Err(self.ended(other)),
         }
     }
 
     /// After the backoff (`Err`: a custom sleeper overran the deadline),
     /// plans the next attempt: whether it runs as a hedged group, or the
     /// call's result.
+    #[inline]
     fn resume<T>(&mut self, paused: Result<(), Error>) -> Result<bool, Result<T, E>> {
         if let Err(error) = paused {
-            self.last = None;
-            return Err(Err(self.engine.fail(error)));
+            return Err(self.ended(Next::Fail(Box::new(error))));
         }
         match self.engine.next(self.last.as_ref().map(|e| e as &dyn ErrorView)) {
             Next::Attempt => Ok(false),
             Next::Group => Ok(true),
-            Next::Last => Err(Err(self.last.take().expect("the engine ends with the last error only after one"))),
-            Next::Fail(error) => {
-                self.last = None;
-                Err(Err(self.engine.fail(error)))
-            }
-            Next::Sleep(_) => unreachable!("planning an attempt never backs off"),
+            other => Err(self.ended(other)),
         }
+    }
+
+    /// The call's result, when the engine ended the call.
+    fn ended<T>(&mut self, next: Next) -> Result<T, E> {
+        let error = match next {
+            Next::Last => return Err(self.last.take().expect("the engine ends with the last error only after one")),
+            Next::Fail(error) => *error,
+            Next::Denied(reason) => Error::BudgetDenied { reason },
+            Next::Attempt | Next::Group | Next::Sleep(_) => unreachable!("{next:?} does not end the call"),
+        };
+        self.last = None;
+        Err(self.engine.fail(error))
     }
 }
 
@@ -152,12 +169,35 @@ where
     E: Classify + From<Error> + 'static,
 {
     async move {
-        let mut driver = Driver::begin(inner, key.source(), false)?;
+        let source = key.source();
         // One timer per call: the attempt's deadline, then the backoff.
         let mut timer = pin!(None::<Sleep>);
+        // A plain call's first attempt runs before the engine exists: with
+        // nothing to gate, time, break, hedge or record, a success has
+        // nothing to decide, and building and dropping the engine would
+        // triple the cost of the call (S1 in BENCHMARKS.md). A failure
+        // hands its error to the engine, which goes on from there.
+        let plain = source.is_plain(inner) && !observe::capture_requested();
+        let failed = if plain {
+            match Run::new(&Attempt::PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await {
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(error)) => Some(error),
+                None => unreachable!("a plain attempt has no deadline"),
+            }
+        } else {
+            None
+        };
+        let mut driver = Driver::new(inner, source);
+        let mut ran_plain = failed.is_some();
+        driver.last = failed;
+        if !ran_plain {
+            driver.begin(false)?;
+        }
         let mut hedged = driver.engine.hedged();
         loop {
-            let step = if hedged {
+            let step = if std::mem::take(&mut ran_plain) {
+                driver.settle_plain()
+            } else if hedged {
                 // Boxed: a group holds up to four attempt futures and their
                 // timers, which would otherwise make every call's future
                 // several times larger, hedged or not.
@@ -208,7 +248,11 @@ where
     E: Classify + From<Error> + 'static,
 {
     pub(crate) fn new(inner: &'x Inner, site: &'x SiteCache) -> Self {
-        Self { driver: Driver::begin(inner, Source::Site(site), true).map_err(Some) }
+        let mut driver = Driver::new(inner, Source::Site(site));
+        match driver.begin(true) {
+            Ok(()) => Self { driver: Ok(driver) },
+            Err(error) => Self { driver: Err(Some(error)) },
+        }
     }
 
     /// Runs the next attempt with `future` as its body: `Some` with the

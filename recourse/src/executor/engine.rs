@@ -31,10 +31,10 @@ use super::backoff::next_backoff;
 use super::record::{Quiet, Recording, Watcher};
 use super::resolve::{BudgetSlot, PolicyNote, Res, Source};
 use super::{Inner, SleepFuture};
-use crate::budget::{AttemptKind, BudgetDecisionEvent, Release};
+use crate::budget::{AttemptKind, BudgetDecisionEvent, Release, reason};
 use crate::circuit::{self, Breaker};
 use crate::classify::{ErrorView, Outcome, OutcomeKind};
-use crate::error::{Component, Error};
+use crate::error::{Component, Error, PanicError};
 use crate::observe::{self, Attempt, AttemptRecord};
 use crate::policy::{Policy, PolicyKey};
 
@@ -62,6 +62,7 @@ enum Wait {
 impl Future for Pause<'_> {
     type Output = Result<(), Error>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let timer = this.timer.as_mut().as_pin_mut();
@@ -93,9 +94,15 @@ pub(crate) enum Next {
     /// The call is over (recorded and told): return the operation's last
     /// error.
     Last,
+    /// The budget denied the first attempt, for this reason: the call ends
+    /// with [`Error::BudgetDenied`] (convert it and end the call with
+    /// [`Engine::fail`]).
+    Denied(Cow<'static, str>),
     /// The call is over with recourse's own error: convert it and end the
-    /// call with [`Engine::fail`].
-    Fail(Error),
+    /// call with [`Engine::fail`]. Boxed, so that `Next` stays small on
+    /// the retry path: only a mid-call resolution failure or a classifier
+    /// panic ends a call this way.
+    Fail(Box<Error>),
 }
 
 /// A finished attempt, as the driver hands it over.
@@ -108,9 +115,11 @@ pub(crate) enum Attempted<'e> {
     Cut(&'e dyn ErrorView),
 }
 
-/// One attempt of a group, concluded (released, classified, recorded).
+/// One attempt, concluded (released, classified, recorded).
 #[derive(Debug)]
 pub(crate) enum Concluded {
+    /// It succeeded.
+    Success,
     /// It failed with this classification; the call may go on.
     Failure(Outcome),
     /// It ended the call: with the attempt's own (converted) error when
@@ -131,8 +140,8 @@ enum Verdict {
 }
 
 impl Verdict {
-    fn of(outcome: &Outcome) -> Self {
-        match outcome.kind {
+    fn of(kind: OutcomeKind) -> Self {
+        match kind {
             OutcomeKind::Success => Self::Success,
             OutcomeKind::Retryable | OutcomeKind::NonRetryable => Self::Failure,
             OutcomeKind::Abort | OutcomeKind::Unknown => Self::None,
@@ -146,8 +155,12 @@ pub(crate) struct Core<'x, W> {
     source: Source<'x>,
     /// `None` while a lean call's first attempt runs (see the module docs).
     res: Option<Res>,
-    /// The attempt between [`Engine::next`] and its conclusion.
-    plan: Option<Plan>,
+    /// The attempt in progress, updated in place for each retry (a plan
+    /// rebuilt and moved per attempt costs more than the attempt's
+    /// bookkeeping); `planned` while it is between [`Engine::next`] and its
+    /// conclusion.
+    plan: Plan,
+    planned: bool,
     deadline: Option<Instant>,
     index: u32,
     /// The backoff base before jitter, in nanoseconds (a `Duration` would
@@ -192,18 +205,27 @@ macro_rules! each {
 }
 
 impl<'x> Engine<'x> {
-    /// Starts a call: a quiet engine with its first attempt planned straight
-    /// from the cache when the key is lean and nobody listens, else the
-    /// full start (resolution, breaker, the first gate). `Some(error)`: the
-    /// call ends at once; hand the error to [`fail`](Self::fail).
-    /// `sequential` calls (the `&mut` form) never hedge.
+    /// A quiet engine for a call that has not begun (see [`begin`](Self::begin)).
     #[inline]
-    pub(crate) fn begin(inner: &'x Inner, source: Source<'x>, sequential: bool) -> (Self, Option<Error>) {
+    pub(crate) fn new(inner: &'x Inner, source: Source<'x>) -> Self {
+        Self::Quiet(Core::new(inner, source, Quiet))
+    }
+
+    /// Starts the call, in place: its first attempt planned straight from
+    /// the cache when the key is lean and nobody listens, else the full
+    /// start (resolution, breaker, the first gate), recording when a
+    /// capture or an observer listens. `Some(error)`: the call ends at
+    /// once; hand the error to [`fail`](Self::fail). `sequential` calls
+    /// (the `&mut` form) never hedge.
+    #[inline]
+    pub(crate) fn begin(&mut self, sequential: bool) -> Option<Error> {
+        let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
+        let (inner, source) = (core.inner, core.source);
         let capture = observe::capture_requested();
         if !capture {
             if source.is_plain(inner) {
-                let plan = Plan::first(Gate::open(), None);
-                return (Self::Quiet(Core::new(inner, source, None, Some(plan), Quiet)), None);
+                core.planned = true;
+                return None;
             }
             // The first gate is taken while the cache entry is borrowed, so
             // the call holds no reference count (which every thread calling
@@ -215,31 +237,46 @@ impl<'x> Engine<'x> {
                 Some(if gate.allowed { Ok(Plan::first(gate, res.policy.id.clone())) } else { Err(gate.reason) })
             });
             match lean {
-                Some(Ok(plan)) => return (Self::Quiet(Core::new(inner, source, None, Some(plan), Quiet)), None),
-                Some(Err(reason)) => {
-                    let core = Core::new(inner, source, None, None, Quiet);
-                    return (Self::Quiet(core), Some(Error::BudgetDenied { reason }));
+                Some(Ok(plan)) => {
+                    core.plan = plan;
+                    core.planned = true;
+                    return None;
                 }
+                Some(Err(reason)) => return Some(Error::BudgetDenied { reason }),
                 None => {}
             }
         }
+        self.start(capture, sequential)
+    }
+
+    /// Stands for a plain first attempt that ran before the engine existed
+    /// (see `drive`): its failure is handed over next, as a lean call's.
+    #[inline]
+    pub(crate) fn ran_plain(&mut self) {
+        each!(self, c => c.planned = true);
+    }
+
+    /// The full start, off the lean path.
+    #[inline(never)]
+    fn start(&mut self, capture: bool, sequential: bool) -> Option<Error> {
+        let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
+        let (inner, source) = (core.inner, core.source);
         let res = source.resolve(inner);
         if capture || inner.observer.is_some() {
             let watch = Recording::new(inner, source.key(), capture);
-            let mut core = Box::new(Core::new(inner, source, None, None, watch));
+            let mut core = Box::new(Core::new(inner, source, watch));
             let failed = core.start(res, sequential);
-            (Self::Recording(core), failed)
+            *self = Self::Recording(core);
+            failed
         } else {
-            let mut core = Core::new(inner, source, None, None, Quiet);
-            let failed = core.start(res, sequential);
-            (Self::Quiet(core), failed)
+            core.start(res, sequential)
         }
     }
 
     /// The planned attempt's scope.
     #[inline]
     pub(crate) fn scope(&self) -> &Attempt {
-        each!(self, c => &c.plan.as_ref().expect("an attempt is planned").attempt)
+        each!(self, c => &c.plan.attempt)
     }
 
     /// Plans the next attempt (after a backoff): its budget gate, then its
@@ -264,7 +301,7 @@ impl<'x> Engine<'x> {
 
     /// The error for the planned attempt's passed deadline.
     pub(crate) fn cut_error(&self) -> Error {
-        each!(self, c => c.cut_error(c.plan.as_ref().expect("an attempt is planned")))
+        each!(self, c => c.cut_error(&c.plan))
     }
 
     /// Ends the call with recourse's own `error`, converted into `E` (the
@@ -278,6 +315,7 @@ impl<'x> Engine<'x> {
 
     /// Whether the call keeps a failed attempt's error across the backoff
     /// (only a retry budget can end the call before the next attempt runs).
+    #[inline]
     pub(crate) fn keeps_last(&self) -> bool {
         each!(self, c => c.res.as_ref().is_some_and(|res| !matches!(res.retry_budget, BudgetSlot::Unbudgeted)))
     }
@@ -287,6 +325,7 @@ impl<'x> Engine<'x> {
     /// overall deadline: the call then ends with [`Error::Timeout`] (the
     /// default sleeper never does: no sleep that would cross the deadline
     /// is started).
+    #[inline]
     pub(crate) fn pause<'t>(&self, duration: Duration, mut timer: Pin<&'t mut Option<Sleep>>) -> Pause<'t> {
         let (inner, deadline, overall) = each!(self, c => (c.inner, c.deadline, c.overall_timeout()));
         let wait = if duration.is_zero() {
@@ -304,6 +343,7 @@ impl<'x> Engine<'x> {
     }
 
     /// Whether the planned attempt runs as a hedged group.
+    #[inline]
     pub(crate) fn hedged(&self) -> bool {
         each!(self, c => c.hedging)
     }
@@ -316,7 +356,10 @@ impl<'x> Engine<'x> {
     }
 
     pub(crate) fn take_plan(&mut self) -> Plan {
-        each!(self, c => c.plan.take().expect("an attempt is planned"))
+        each!(self, c => {
+            c.planned = false;
+            std::mem::replace(&mut c.plan, Plan::first(Gate::open(), None))
+        })
     }
 
     pub(crate) fn plan_hedge(&mut self, hedge_index: u32) -> Option<Plan> {
@@ -324,7 +367,7 @@ impl<'x> Engine<'x> {
     }
 
     pub(crate) fn conclude(&mut self, plan: Plan, attempted: Option<Attempted<'_>>, ran: Duration) -> Concluded {
-        each!(self, c => c.conclude(plan, attempted, Some(ran)))
+        each!(self, c => c.conclude(plan, attempted, ran))
     }
 
     pub(crate) fn group_cut_error(&self, plan: &Plan) -> Error {
@@ -367,12 +410,13 @@ impl<'x> Engine<'x> {
 
 impl<'x, W: Watcher> Core<'x, W> {
     #[inline]
-    fn new(inner: &'x Inner, source: Source<'x>, res: Option<Res>, plan: Option<Plan>, watch: W) -> Self {
+    fn new(inner: &'x Inner, source: Source<'x>, watch: W) -> Self {
         Self {
             inner,
             source,
-            res,
-            plan,
+            res: None,
+            plan: Plan::first(Gate::open(), None),
+            planned: false,
             deadline: None,
             index: 0,
             base: 0,
@@ -383,6 +427,7 @@ impl<'x, W: Watcher> Core<'x, W> {
         }
     }
 
+    #[inline]
     fn key(&self) -> &'x PolicyKey {
         self.source.key()
     }
@@ -461,22 +506,25 @@ impl<'x, W: Watcher> Core<'x, W> {
         self.deadline = (!retry.overall_timeout.is_zero()).then(|| Instant::now() + retry.overall_timeout);
         self.base = nanos(retry.initial_backoff);
         self.hedging = hedging;
+        self.plan.attempt.policy_id.clone_from(&res.policy.id);
         self.res = Some(res);
         match self.plan_attempt(None) {
-            Next::Fail(error) => Some(error),
+            Next::Fail(error) => Some(*error),
+            Next::Denied(reason) => Some(Error::BudgetDenied { reason }),
             _ => None,
         }
     }
 
     #[inline]
     fn next(&mut self, last: Option<&dyn ErrorView>) -> Next {
-        if self.plan.is_some() {
+        if self.planned {
             return if self.hedging { Next::Group } else { Next::Attempt };
         }
         self.plan_attempt(last)
     }
 
     /// Asks the attempt's budget (every attempt, the first included).
+    #[inline]
     fn gate(&mut self, kind: AttemptKind) -> Gate {
         let res = self.res.as_ref().expect("resolved");
         let (budget, slot) = match kind {
@@ -501,32 +549,73 @@ impl<'x, W: Watcher> Core<'x, W> {
         gate
     }
 
-    /// A plan for an allowed attempt: scope and deadline.
-    fn make_plan(&self, hedge_index: u32, release: Release) -> Plan {
-        let res = self.res.as_ref().expect("resolved");
-        let retry = &res.policy.retry;
+    /// When the next attempt is cut off: its own timeout or the call's
+    /// deadline, whichever comes first.
+    #[inline]
+    fn cutoff(&self) -> Option<Instant> {
+        let retry = &self.res.as_ref().expect("resolved").policy.retry;
         // The clock is read only for a per-attempt deadline.
-        let attempt_cutoff = (!retry.timeout_per_attempt.is_zero()).then(|| Instant::now() + retry.timeout_per_attempt);
-        let cutoff = match (attempt_cutoff, self.deadline) {
+        let own = (!retry.timeout_per_attempt.is_zero()).then(|| Instant::now() + retry.timeout_per_attempt);
+        match (own, self.deadline) {
             (Some(a), Some(d)) => Some(a.min(d)),
             (a, d) => a.or(d),
+        }
+    }
+
+    /// Plans the next (primary) attempt in place.
+    #[inline]
+    fn replan(&mut self, release: Release) {
+        let deadline = self.cutoff();
+        let attempt = &mut self.plan.attempt;
+        attempt.retry_index = self.index;
+        attempt.hedge_index = 0;
+        attempt.deadline = deadline;
+        self.plan.release = release;
+        self.planned = true;
+    }
+
+    /// A plan for an allowed hedge.
+    fn make_plan(&self, hedge_index: u32, release: Release) -> Plan {
+        let attempt = Attempt {
+            retry_index: self.index,
+            hedge_index,
+            policy_id: self.plan.attempt.policy_id.clone(),
+            deadline: self.cutoff(),
         };
-        let attempt =
-            Attempt { retry_index: self.index, hedge_index, policy_id: res.policy.id.clone(), deadline: cutoff };
         Plan { attempt, release }
     }
 
     /// Gates and plans the next attempt. A denial ends the call: with the
     /// previous attempt's error when there was one (DESIGN §6.2), else with
     /// [`Error::BudgetDenied`].
+    #[inline]
     fn plan_attempt(&mut self, last: Option<&dyn ErrorView>) -> Next {
+        let res = self.res.as_ref().expect("resolved");
+        if matches!(res.retry_budget, BudgetSlot::Unbudgeted) {
+            // Nothing to ask, nothing to release: no gate is built (moving
+            // one through memory costs more than the rest of the plan).
+            self.replan(Release::none());
+            return self.planned(Cow::Borrowed(reason::NO_BUDGET));
+        }
         let gate = self.gate(AttemptKind::Retry);
         if gate.allowed {
-            let plan = self.make_plan(0, gate.release);
-            self.watch.attempt_start(self.key(), &plan.attempt, gate.reason);
-            self.plan = Some(plan);
-            return if self.hedging { Next::Group } else { Next::Attempt };
+            self.replan(gate.release);
+            return self.planned(gate.reason);
         }
+        self.denied(gate.reason, last)
+    }
+
+    /// The watcher hears that the planned attempt starts.
+    #[inline]
+    fn planned(&mut self, reason: Cow<'static, str>) -> Next {
+        self.watch.attempt_start(self.source.key(), &self.plan.attempt, reason);
+        if self.hedging { Next::Group } else { Next::Attempt }
+    }
+
+    /// The budget denied the next attempt: the call ends (DESIGN §6.2).
+    #[cold]
+    fn denied(&mut self, reason: Cow<'static, str>, last: Option<&dyn ErrorView>) -> Next {
+        let gate = Gate { allowed: false, reason, release: Release::none() };
         let inner = self.inner;
         let index = self.index;
         let outcome = Outcome::abort().with_reason(gate.reason.clone());
@@ -545,7 +634,7 @@ impl<'x, W: Watcher> Core<'x, W> {
                 self.finish(Verdict::None, Some((error, &outcome)));
                 Next::Last
             }
-            None => Next::Fail(Error::BudgetDenied { reason: gate.reason }),
+            None => Next::Denied(gate.reason),
         }
     }
 
@@ -588,112 +677,138 @@ impl<'x, W: Watcher> Core<'x, W> {
     }
 
     /// Whether the call's deadline (not the attempt's own) cuts `plan`.
+    #[inline]
     fn cut_by_call(&self, plan: &Plan) -> bool {
         self.deadline.is_some() && plan.attempt.deadline == self.deadline
     }
 
     #[inline]
     fn succeeded(&mut self) {
-        let plan = self.plan.take().expect("an attempt is planned");
+        self.planned = false;
+        // Before anything is published, so a caller that sees the result
+        // also sees the release.
+        self.plan.release.run();
         if self.res.is_none() {
             // A lean first attempt: nothing to record or tell.
-            drop(plan);
             return;
         }
-        let concluded = self.conclude(plan, None, None);
-        debug_assert!(matches!(concluded, Concluded::Failure(ref o) if o.kind == OutcomeKind::Success));
+        record_attempt(&mut self.watch, self.inner, self.index, self.source.key(), &self.plan, None, Outcome::success);
         self.finish(Verdict::Success, None);
     }
 
+    /// The planned attempt failed: release, classify, record, decide.
+    #[inline]
     fn failed(&mut self, attempted: Attempted<'_>) -> Next {
-        let plan = self.plan.take().expect("an attempt is planned");
-        if self.res.is_none() {
-            // A lean first attempt failed: now the call needs its
-            // resolution. If it stopped being lean meanwhile, the full start
-            // takes over from the attempt that ran.
-            let mut plan = plan;
-            plan.release.run();
-            let res = self.source.resolve(self.inner);
-            let lean = res.as_ref().is_ok_and(|res| res.lean);
-            if lean {
-                let res = res.unwrap_or_else(|_| unreachable!("checked above"));
-                self.base = nanos(res.policy.retry.initial_backoff);
-                self.res = Some(res);
-            } else {
-                if let Some(error) = self.start(res, false) {
-                    return Next::Fail(error);
-                }
-                // `start` planned an attempt the lean one stands for.
-                self.plan = None;
-            }
-            let Attempted::Err(error) = attempted else { unreachable!("a lean attempt has no deadline") };
-            return match self.classify(error) {
-                Ok(outcome) => self.decide(error, &outcome),
-                Err(panic) => Next::Fail(panic),
+        self.planned = false;
+        self.plan.release.run();
+        if self.res.is_none()
+            && let Err(error) = self.resolve_after_lean()
+        {
+            return Next::Fail(Box::new(error));
+        }
+        let (inner, index, key) = (self.inner, self.index, self.source.key());
+        if !W::RECORDS
+            && let Attempted::Err(error) = attempted
+        {
+            // Nobody keeps the outcome: only its kind and backoff leave the
+            // classifier's frame (a whole outcome moved through memory
+            // costs more than the classification).
+            let res = self.res.as_ref().expect("resolved");
+            return match inner.classify_with(key, res.classifier.as_ref(), error, |o| (o.kind, o.backoff)) {
+                Ok((kind, backoff)) => self.decide_with(kind, backoff, error, None),
+                Err(panic) => Next::Fail(Box::new(Error::Panic(*panic))),
             };
         }
-        match self.conclude(plan, Some(attempted), None) {
-            Concluded::Failure(outcome) => {
+        // The outcome stays in this frame and is lent out.
+        let outcome = match self.judge(&self.plan, attempted) {
+            Ok(outcome) => outcome,
+            Err(over) => {
                 let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
-                self.decide(error, &outcome)
-            }
-            Concluded::Over(None) => {
-                let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
-                self.end_cut(error);
-                Next::Last
-            }
-            Concluded::Over(Some(error)) => Next::Fail(error),
-        }
-    }
-
-    fn classify(&self, error: &dyn ErrorView) -> Result<Outcome, Error> {
-        let res = self.res.as_ref().expect("resolved");
-        self.inner.classify(self.key(), res.classifier.as_ref(), error).map_err(Error::Panic)
-    }
-
-    /// Releases the attempt's budget, feeds the latency tracker (with how
-    /// long a hedged group's attempt ran), classifies the result (`None`:
-    /// success) and records the attempt.
-    fn conclude(&mut self, mut plan: Plan, attempted: Option<Attempted<'_>>, ran: Option<Duration>) -> Concluded {
-        // Before anything is published, so a caller that sees the result
-        // also sees the release.
-        plan.release.run();
-        let res = self.res.as_ref().expect("resolved");
-        if let (Some(tracker), Some(ran)) = (&res.tracker, ran) {
-            tracker.record(ran);
-        }
-        let (outcome, text, concluded) = match attempted {
-            None => (Outcome::success(), None, Concluded::Failure(Outcome::success())),
-            Some(Attempted::Err(error)) => match self.classify(error) {
-                Ok(outcome) => {
-                    let outcome = with_fallback_note(outcome, res.fallback_from.as_deref());
-                    (outcome.clone(), Some(error), Concluded::Failure(outcome))
-                }
-                Err(panic) => {
-                    let outcome = Outcome::abort().with_reason(Component::Classifier.reason());
-                    (outcome, Some(error), Concluded::Over(Some(panic)))
-                }
-            },
-            Some(Attempted::Cut(error)) => {
-                if self.cut_by_call(&plan) {
-                    (Outcome::abort().with_reason(DEADLINE_REASON), Some(error), Concluded::Over(None))
-                } else {
-                    let outcome = Outcome::retryable().with_reason(DEADLINE_REASON);
-                    (outcome.clone(), Some(error), Concluded::Failure(outcome))
-                }
+                let outcome = over.outcome();
+                record_attempt(&mut self.watch, inner, index, key, &self.plan, Some(error), || outcome.clone());
+                return match over {
+                    Over::Deadline => {
+                        self.finish(Verdict::None, Some((error, &outcome)));
+                        Next::Last
+                    }
+                    Over::Panic(panic) => Next::Fail(Box::new(Error::Panic(*panic))),
+                };
             }
         };
-        let (inner, index) = (self.inner, self.index);
-        let key = self.key();
-        self.watch.attempt(key, Some(&plan.attempt), || {
-            let now = inner.now();
-            AttemptRecord {
-                is_hedge: plan.attempt.is_hedge(),
-                hedge_index: plan.attempt.hedge_index,
-                ..record(index, now, outcome, text.map(super::record::error_text))
+        let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
+        record_attempt(&mut self.watch, inner, index, key, &self.plan, Some(error), || outcome.clone());
+        self.decide(error, &outcome)
+    }
+
+    /// A lean first attempt failed: now the call needs its resolution. If
+    /// it stopped being lean meanwhile, the full start takes over from the
+    /// attempt that ran.
+    #[cold]
+    fn resolve_after_lean(&mut self) -> Result<(), Error> {
+        let res = self.source.resolve(self.inner)?;
+        if res.lean {
+            self.base = nanos(res.policy.retry.initial_backoff);
+            self.res = Some(res);
+            return Ok(());
+        }
+        if let Some(error) = self.start(Ok(res), false) {
+            return Err(error);
+        }
+        // `start` planned a first attempt; the lean one stands for it.
+        self.planned = false;
+        self.plan.release.run();
+        Ok(())
+    }
+
+    /// What a failed attempt's result means: its outcome, or why it ends
+    /// the call.
+    #[inline]
+    fn judge(&self, plan: &Plan, attempted: Attempted<'_>) -> Result<Outcome, Over> {
+        let res = self.res.as_ref().expect("resolved");
+        match attempted {
+            Attempted::Err(error) => {
+                let outcome = self.inner.classify(self.key(), res.classifier.as_ref(), error).map_err(Over::Panic)?;
+                Ok(match &res.fallback_from {
+                    None => outcome,
+                    Some(name) => with_fallback_note(outcome, name),
+                })
             }
-        });
-        concluded
+            Attempted::Cut(_) if self.cut_by_call(plan) => Err(Over::Deadline),
+            Attempted::Cut(_) => Ok(Outcome::retryable().with_reason(DEADLINE_REASON)),
+        }
+    }
+
+    /// Records a group's attempt that ran.
+    fn record(&mut self, plan: &Plan, error: Option<&dyn ErrorView>, outcome: impl FnOnce() -> Outcome) {
+        record_attempt(&mut self.watch, self.inner, self.index, self.source.key(), plan, error, outcome);
+    }
+
+    /// A group's attempt has reported: release, feed the latency tracker
+    /// with how long it ran, classify, record.
+    fn conclude(&mut self, mut plan: Plan, attempted: Option<Attempted<'_>>, ran: Duration) -> Concluded {
+        plan.release.run();
+        let res = self.res.as_ref().expect("resolved");
+        if let Some(tracker) = &res.tracker {
+            tracker.record(ran);
+        }
+        let Some(attempted) = attempted else {
+            self.record(&plan, None, Outcome::success);
+            return Concluded::Success;
+        };
+        let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
+        match self.judge(&plan, attempted) {
+            Ok(outcome) => {
+                self.record(&plan, Some(error), || outcome.clone());
+                Concluded::Failure(outcome)
+            }
+            Err(over) => {
+                self.record(&plan, Some(error), || over.outcome());
+                match over {
+                    Over::Deadline => Concluded::Over(None),
+                    Over::Panic(panic) => Concluded::Over(Some(Error::Panic(*panic))),
+                }
+            }
+        }
     }
 
     /// Records an attempt still running that was dropped because another
@@ -719,13 +834,25 @@ impl<'x, W: Watcher> Core<'x, W> {
 
     /// After a failed attempt (or group): end the call, or back off and go
     /// on.
+    #[inline]
     fn decide(&mut self, error: &dyn ErrorView, outcome: &Outcome) -> Next {
+        self.decide_with(outcome.kind, outcome.backoff, error, Some(outcome))
+    }
+
+    /// [`decide`](Self::decide) from the outcome's kind and backoff; the
+    /// whole outcome only when a watcher records it.
+    #[inline]
+    fn decide_with(
+        &mut self,
+        kind: OutcomeKind,
+        backoff: Option<Duration>,
+        error: &dyn ErrorView,
+        outcome: Option<&Outcome>,
+    ) -> Next {
         let res = self.res.as_ref().expect("resolved");
         let retry = &res.policy.retry;
-        let Some(sleep) =
-            self.inner.backoff(retry, self.index, outcome.kind, outcome.backoff, Duration::from_nanos(self.base))
-        else {
-            self.finish(Verdict::of(outcome), Some((error, outcome)));
+        let Some(sleep) = self.inner.backoff(retry, self.index, kind, backoff, Duration::from_nanos(self.base)) else {
+            self.end_failed(Verdict::of(kind), error, kind, outcome);
             return Next::Last;
         };
         // DESIGN §6.7: never sleep into the deadline; end now with the error
@@ -734,7 +861,7 @@ impl<'x, W: Watcher> Core<'x, W> {
             && Instant::now() + sleep >= deadline
         {
             self.watch.attribute("deadline_stop", || "backoff would pass the overall deadline".into());
-            self.finish(Verdict::Failure, Some((error, outcome)));
+            self.end_failed(Verdict::Failure, error, kind, outcome);
             return Next::Last;
         }
         self.base = nanos(next_backoff(Duration::from_nanos(self.base), retry));
@@ -743,11 +870,26 @@ impl<'x, W: Watcher> Core<'x, W> {
         Next::Sleep(sleep)
     }
 
+    /// Ends a failed call (the quiet engine has no outcome to hand over).
+    #[cold]
+    fn end_failed(&mut self, verdict: Verdict, error: &dyn ErrorView, kind: OutcomeKind, outcome: Option<&Outcome>) {
+        let stub;
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => {
+                stub = Outcome::new(kind);
+                &stub
+            }
+        };
+        self.finish(verdict, Some((error, outcome)));
+    }
+
     fn end_cut(&mut self, error: &dyn ErrorView) {
         self.finish(Verdict::None, Some((error, &Outcome::abort().with_reason(DEADLINE_REASON))));
     }
 
     /// Gives the breaker its verdict (once) and ends the recording.
+    #[inline]
     fn finish(&mut self, verdict: Verdict, error: Option<(&dyn ErrorView, &Outcome)>) {
         let key = self.key();
         if let Some(breaker) = self.circuit.take() {
@@ -771,12 +913,13 @@ impl<'x, W: Watcher> Core<'x, W> {
                 .unwrap_or(None);
             self.watch.circuit(key, transition);
         }
-        let now = if W::RECORDS { self.inner.now() } else { Instant::now() };
-        self.watch.finish(key, now, error);
+        let inner = self.inner;
+        self.watch.finish(key, || inner.now(), error);
     }
 }
 
 impl<W> Drop for Core<'_, W> {
+    #[inline]
     fn drop(&mut self) {
         if self.probe
             && let Some(breaker) = self.circuit.take()
@@ -787,18 +930,54 @@ impl<W> Drop for Core<'_, W> {
 }
 
 /// `d` in nanoseconds, saturating (backoffs are capped far below that).
+#[inline]
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn with_fallback_note(outcome: Outcome, fallback_from: Option<&str>) -> Outcome {
-    match fallback_from {
-        None => outcome,
-        Some(name) => outcome
-            .with_attribute("classifier_not_found", "true")
-            .with_attribute("classifier_name", name.to_owned())
-            .with_attribute("classifier_fallback", "default"),
+/// Records an attempt that ran (the watcher builds the record only if it
+/// keeps one). A function of the fields it needs, so the engine can lend
+/// its own plan.
+#[inline]
+fn record_attempt<W: Watcher>(
+    watch: &mut W,
+    inner: &Inner,
+    index: u32,
+    key: &PolicyKey,
+    plan: &Plan,
+    error: Option<&dyn ErrorView>,
+    outcome: impl FnOnce() -> Outcome,
+) {
+    watch.attempt(key, Some(&plan.attempt), || AttemptRecord {
+        is_hedge: plan.attempt.is_hedge(),
+        hedge_index: plan.attempt.hedge_index,
+        ..record(index, inner.now(), outcome(), error.map(super::record::error_text))
+    });
+}
+
+/// Why an attempt ends its call.
+enum Over {
+    /// The call's deadline cut it.
+    Deadline,
+    /// Its classifier panicked (recovered).
+    Panic(Box<PanicError>),
+}
+
+impl Over {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Deadline => Outcome::abort().with_reason(DEADLINE_REASON),
+            Self::Panic(_) => Outcome::abort().with_reason(Component::Classifier.reason()),
+        }
     }
+}
+
+#[cold]
+fn with_fallback_note(outcome: Outcome, name: &str) -> Outcome {
+    outcome
+        .with_attribute("classifier_not_found", "true")
+        .with_attribute("classifier_name", name.to_owned())
+        .with_attribute("classifier_fallback", "default")
 }
 
 /// A record ending at `end`; the watcher fills in its start and backoff.
@@ -813,6 +992,6 @@ fn record(index: u32, end: Instant, outcome: Outcome, error: Option<String>) -> 
         error,
         backoff: Duration::ZERO,
         budget_allowed: true,
-        budget_reason: Cow::Borrowed(crate::budget::reason::NO_BUDGET),
+        budget_reason: Cow::Borrowed(reason::NO_BUDGET),
     }
 }

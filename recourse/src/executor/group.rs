@@ -256,6 +256,7 @@ where
                 }
             };
             match concluded {
+                Concluded::Success => unreachable!("a failed attempt"),
                 Concluded::Over(None) => {
                     // Losers are cancelled (and their budgets released)
                     // before the call's end is published.

@@ -25,7 +25,8 @@ const SLOTS: usize = 1 + limits::MAX_HEDGES as usize;
 /// The hooks the engine calls at each step. Every argument that costs
 /// something to build is a closure, called only by a watcher that records.
 pub(crate) trait Watcher {
-    /// Whether anything is recorded (so the engine reads the clock for it).
+    /// Whether anything is recorded (the quiet engine keeps only what
+    /// decides the call).
     const RECORDS: bool;
 
     fn attribute(&mut self, key: &'static str, value: impl FnOnce() -> Cow<'static, str>);
@@ -43,7 +44,7 @@ pub(crate) trait Watcher {
     /// An attempt dropped because another one decided its group.
     fn cancelled(&mut self, key: &PolicyKey, record: impl FnOnce() -> AttemptRecord, reason: &str);
     /// Ends the call: `error` is `None` on success.
-    fn finish(&mut self, key: &PolicyKey, now: Instant, error: Option<(&dyn ErrorView, &Outcome)>);
+    fn finish(&mut self, key: &PolicyKey, now: impl FnOnce() -> Instant, error: Option<(&dyn ErrorView, &Outcome)>);
 }
 
 /// Nobody listens: every hook is empty and the type has no size.
@@ -72,7 +73,7 @@ impl Watcher for Quiet {
     #[inline(always)]
     fn cancelled(&mut self, _: &PolicyKey, _: impl FnOnce() -> AttemptRecord, _: &str) {}
     #[inline(always)]
-    fn finish(&mut self, _: &PolicyKey, _: Instant, _: Option<(&dyn ErrorView, &Outcome)>) {}
+    fn finish(&mut self, _: &PolicyKey, _: impl FnOnce() -> Instant, _: Option<(&dyn ErrorView, &Outcome)>) {}
 }
 
 /// A capture is listening or an observer is installed: builds the call's
@@ -230,9 +231,9 @@ impl Watcher for Recording<'_> {
         }
     }
 
-    fn finish(&mut self, key: &PolicyKey, now: Instant, error: Option<(&dyn ErrorView, &Outcome)>) {
+    fn finish(&mut self, key: &PolicyKey, now: impl FnOnce() -> Instant, error: Option<(&dyn ErrorView, &Outcome)>) {
         let Some(mut t) = self.timeline.take() else { return };
-        t.end = Some(now);
+        t.end = Some(now());
         t.final_error = error.map(|(error, outcome)| FinalError {
             message: error_text(error),
             kind: outcome.kind,

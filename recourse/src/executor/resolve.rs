@@ -163,6 +163,7 @@ impl Inner {
         found.map_or(BudgetSlot::Missing, BudgetSlot::Found)
     }
 
+    #[inline]
     pub(crate) fn recover<R>(
         &self,
         component: Component,
@@ -366,6 +367,7 @@ impl SiteCache {
         }
     }
 
+    #[inline]
     fn resolve(&self, inner: &Inner) -> Result<Res, Error> {
         let generation = inner.generation();
         if let Some(cached) = &*self.cache.load()
@@ -374,6 +376,11 @@ impl SiteCache {
         {
             return Ok(Arc::clone(&cached.resolved));
         }
+        self.resolve_again(inner, generation)
+    }
+
+    #[cold]
+    fn resolve_again(&self, inner: &Inner, generation: u64) -> Result<Res, Error> {
         let budgets = self.catalog.as_ref().map_or(&[][..], |spec| spec.budgets);
         let resolved =
             inner.resolve(&self.key, Site { catalog: self.catalog_policy(), classifier: self.classifier, budgets })?;
@@ -431,6 +438,7 @@ impl<'x> Source<'x> {
     }
 
     /// The current resolution, resolving and caching it when needed.
+    #[inline]
     pub(crate) fn resolve(self, inner: &Inner) -> Result<Res, Error> {
         match self {
             Self::Site(site) => site.resolve(inner),

@@ -39,6 +39,9 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The first attempt of a call with no deadline and no policy id.
+    pub(crate) const PLAIN: Self = Self::first(None);
+
     /// The first attempt of a call without a deadline.
     #[inline]
     pub(crate) const fn first(policy_id: Option<Arc<str>>) -> Self {
@@ -160,9 +163,17 @@ impl AttemptScope {
     }
 }
 
-impl Drop for AttemptScope {
+impl AttemptScope {
+    /// Ends the scope on the normal path (dropping it does the same, also
+    /// when a poll unwinds).
     #[inline]
-    fn drop(&mut self) {
+    pub(crate) fn exit(mut self) {
+        self.restore();
+        std::mem::forget(self);
+    }
+
+    #[inline]
+    fn restore(&mut self) {
         if self.set_id {
             let previous = self.id.take();
             POLICY_ID.with(|p| *p.borrow_mut() = previous);
@@ -173,11 +184,19 @@ impl Drop for AttemptScope {
     }
 }
 
+impl Drop for AttemptScope {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
 /// Runs `f` inside `attempt`'s scope (see [`AttemptScope`]).
 #[inline]
 pub(crate) fn enter_attempt<R>(attempt: &Attempt, f: impl FnOnce() -> R) -> R {
-    let _scope = AttemptScope::enter(attempt);
-    f()
+    let scope = AttemptScope::enter(attempt);
+    let result = f();
+    scope.exit();
+    result
 }
 
 /// A capture's scope around one poll of its future: the capture flag set
