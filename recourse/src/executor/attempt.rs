@@ -18,7 +18,7 @@ use super::resolve::BudgetSlot;
 use crate::budget::{AttemptKind, Release, reason};
 use crate::classify::{Classifier, ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, PanicError};
-use crate::observe::{Attempt, AttemptScope};
+use crate::observe::{Attempt, AttemptScope, Saved};
 use crate::policy::{BudgetRef, Jitter, PolicyKey, RetryPolicy};
 
 /// The budget gate's answer for one attempt.
@@ -203,7 +203,8 @@ impl<M: FnOnce() -> Fut, Fut: Future> Future for Run<'_, M, Fut> {
     #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let scope = AttemptScope::enter(this.attempt);
+        let mut saved = Saved::enter(this.attempt);
+        let scope = AttemptScope::new(&mut saved);
         if let Some(make) = this.make.take() {
             this.future.set(Some(make()));
         }

@@ -28,7 +28,7 @@ use super::resolve::Res;
 use crate::classify::{Classify, ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, Error};
 use crate::hedge::{HedgeState, LatencySnapshot, TriggerDecision};
-use crate::observe::{self, AttemptScope};
+use crate::observe::{self, AttemptScope, Saved};
 use crate::policy::limits;
 
 /// Slots: the primary and at most `limits::MAX_HEDGES` hedges.
@@ -228,8 +228,11 @@ where
             let Some(future) = self.slots[slot].as_mut().as_pin_mut() else { continue };
             let Some(plan) = self.hedger.plans[slot].as_ref() else { continue };
             let polled = {
-                let _scope = AttemptScope::enter(&plan.attempt);
-                future.poll(cx)
+                let mut saved = Saved::enter(&plan.attempt);
+                let scope = AttemptScope::new(&mut saved);
+                let polled = future.poll(cx);
+                scope.exit();
+                polled
             };
             let result = match polled {
                 Poll::Ready(result) => Some(result),

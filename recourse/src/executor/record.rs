@@ -189,8 +189,7 @@ impl Watcher for Recording<'_> {
             *start = Some((self.inner.now(), reason));
         }
         if self.observer.is_some() {
-            let _scope = observe::AttemptScope::enter(scope);
-            self.tell(key, |o| o.on_attempt_start(key, scope));
+            observe::enter_attempt(scope, || self.tell(key, |o| o.on_attempt_start(key, scope)));
         }
     }
 
@@ -201,8 +200,7 @@ impl Watcher for Recording<'_> {
     fn hedge_spawn(&mut self, key: &PolicyKey, scope: &Attempt, record: impl FnOnce() -> AttemptRecord) {
         if self.observer.is_some() {
             let record = record();
-            let _scope = observe::AttemptScope::enter(scope);
-            self.tell(key, |o| o.on_hedge_spawn(key, &record));
+            observe::enter_attempt(scope, || self.tell(key, |o| o.on_hedge_spawn(key, &record)));
         }
     }
 
@@ -214,8 +212,10 @@ impl Watcher for Recording<'_> {
             record.backoff = self.backoff;
         }
         if self.observer.is_some() {
-            let _scope = scope.map(observe::AttemptScope::enter);
-            self.tell(key, |o| o.on_attempt(key, &record));
+            match scope {
+                Some(scope) => observe::enter_attempt(scope, || self.tell(key, |o| o.on_attempt(key, &record))),
+                None => self.tell(key, |o| o.on_attempt(key, &record)),
+            }
         }
         if let Some(t) = &mut self.timeline {
             t.attempts.push(record);

@@ -7,5 +7,5 @@ mod timeline;
 
 pub use observer::{Multi, Noop, Observer};
 pub use scope::{Attempt, attempt, capture};
-pub(crate) use scope::{AttemptScope, capture_requested, enter_attempt, publish};
+pub(crate) use scope::{AttemptScope, Saved, capture_requested, enter_attempt, publish};
 pub use timeline::{AttemptRecord, FinalError, Timeline};

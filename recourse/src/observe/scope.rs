@@ -133,13 +133,12 @@ pub(crate) fn publish(timeline: Timeline) {
     PUBLISHED.with(|p| *p.borrow_mut() = Some(timeline));
 }
 
-/// The attempt scope of one poll: entered with `attempt` visible and
-/// capture suppressed (a nested call inside the operation neither sees nor
-/// overwrites the outer capture), and restored when dropped, so a panic
-/// unwinding through the poll leaves the thread as it found it (tokio keeps
-/// the worker thread after a task panics).
-#[must_use = "the scope ends when the guard is dropped"]
-pub(crate) struct AttemptScope {
+/// What an attempt's scope replaced on this thread, restored when the
+/// scope ends. Kept in the caller's frame and restored through
+/// [`AttemptScope`], which holds only a pointer to it: a guard that held
+/// these values itself would be moved as a whole, a memory round trip that
+/// costs more than the scope.
+pub(crate) struct Saved {
     indexes: u64,
     flags: u8,
     deadline: Option<Instant>,
@@ -148,7 +147,10 @@ pub(crate) struct AttemptScope {
     id: Option<Arc<str>>,
 }
 
-impl AttemptScope {
+impl Saved {
+    /// Enters `attempt`'s scope: `attempt` visible and capture suppressed
+    /// (a nested call inside the operation neither sees nor overwrites the
+    /// outer capture).
     #[inline]
     pub(crate) fn enter(attempt: &Attempt) -> Self {
         let indexes = u64::from(attempt.retry_index) | (u64::from(attempt.hedge_index) << 32);
@@ -160,16 +162,6 @@ impl AttemptScope {
             set_id: attempt.policy_id.is_some(),
             id: attempt.policy_id.as_ref().and_then(|id| POLICY_ID.with(|p| p.replace(Some(Arc::clone(id))))),
         }
-    }
-}
-
-impl AttemptScope {
-    /// Ends the scope on the normal path (dropping it does the same, also
-    /// when a poll unwinds).
-    #[inline]
-    pub(crate) fn exit(mut self) {
-        self.restore();
-        std::mem::forget(self);
     }
 
     #[inline]
@@ -184,16 +176,37 @@ impl AttemptScope {
     }
 }
 
-impl Drop for AttemptScope {
-    fn drop(&mut self) {
-        self.restore();
+/// The attempt scope of one poll: ends with [`exit`](Self::exit), or when
+/// dropped, so a panic unwinding through the poll leaves the thread as it
+/// found it (tokio keeps the worker thread after a task panics).
+#[must_use = "the scope ends when the guard is dropped"]
+pub(crate) struct AttemptScope<'a>(&'a mut Saved);
+
+impl<'a> AttemptScope<'a> {
+    #[inline]
+    pub(crate) fn new(saved: &'a mut Saved) -> Self {
+        Self(saved)
+    }
+
+    /// Ends the scope on the normal path.
+    #[inline]
+    pub(crate) fn exit(self) {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        this.0.restore();
     }
 }
 
-/// Runs `f` inside `attempt`'s scope (see [`AttemptScope`]).
+impl Drop for AttemptScope<'_> {
+    fn drop(&mut self) {
+        self.0.restore();
+    }
+}
+
+/// Runs `f` inside `attempt`'s scope.
 #[inline]
 pub(crate) fn enter_attempt<R>(attempt: &Attempt, f: impl FnOnce() -> R) -> R {
-    let scope = AttemptScope::enter(attempt);
+    let mut saved = Saved::enter(attempt);
+    let scope = AttemptScope::new(&mut saved);
     let result = f();
     scope.exit();
     result
