@@ -136,6 +136,7 @@ impl Decision {
         self.release
     }
 
+    #[inline]
     pub(crate) fn into_parts(self) -> (bool, Cow<'static, str>, Release) {
         let reason = if self.reason.is_empty() {
             Cow::Borrowed(if self.allowed { reason::ALLOWED } else { reason::BUDGET_DENIED })
@@ -190,6 +191,7 @@ impl Release {
         self.slot().is_some()
     }
 
+    #[inline]
     fn disarm(mut self) -> Self {
         *self.slot() = None;
         self

@@ -230,18 +230,22 @@ impl<'x> Engine<'x> {
             // The first gate is taken while the cache entry is borrowed, so
             // the call holds no reference count (which every thread calling
             // the key would write).
+            // The plan is written in place (moving a whole plan into the
+            // engine costs more than writing its two fields).
             let lean = source.peek(inner, |res| {
                 let res = res.filter(|res| res.lean)?;
                 let retry = &res.policy.retry;
                 let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
-                Some(if gate.allowed { Ok(Plan::first(gate, res.policy.id.clone())) } else { Err(gate.reason) })
+                if !gate.allowed {
+                    return Some(Err(gate.reason));
+                }
+                core.plan.release = gate.release;
+                core.plan.attempt.policy_id.clone_from(&res.policy.id);
+                core.planned = true;
+                Some(Ok(()))
             });
             match lean {
-                Some(Ok(plan)) => {
-                    core.plan = plan;
-                    core.planned = true;
-                    return None;
-                }
+                Some(Ok(())) => return None,
                 Some(Err(reason)) => return Some(Error::BudgetDenied { reason }),
                 None => {}
             }
