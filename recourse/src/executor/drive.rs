@@ -30,21 +30,18 @@ use crate::observe::{self, Attempt};
 use crate::policy::PolicyKey;
 
 /// A call's engine and the operation's last error (kept across a backoff
-/// so that a budget denial of the next attempt can return it).
-struct Driver<'x, E> {
-    engine: Engine<'x>,
-    last: Option<E>,
+/// so that a budget denial of the next attempt can return it), both owned
+/// by the call's future: the driver only borrows them, so a plain call's
+/// first attempt can fail into `last` before the engine exists.
+struct Driver<'d, 'x, E> {
+    engine: &'d mut Engine<'x>,
+    last: &'d mut Option<E>,
 }
 
-impl<'x, E> Driver<'x, E>
+impl<E> Driver<'_, '_, E>
 where
     E: Classify + From<Error> + 'static,
 {
-    #[inline]
-    fn new(inner: &'x Inner, source: Source<'x>) -> Self {
-        Self { engine: Engine::new(inner, source), last: None }
-    }
-
     /// Starts the call (see [`Engine::begin`]); `Err`: it ended at once.
     #[inline]
     fn begin(&mut self, sequential: bool) -> Result<(), E> {
@@ -65,13 +62,13 @@ where
             }
             Some(Err(error)) => {
                 let next = self.engine.failed(Attempted::Err(&error));
-                self.last = Some(error);
+                *self.last = Some(error);
                 Ok(next)
             }
             None => {
                 let error = E::from(self.engine.cut_error());
                 let next = self.engine.failed(Attempted::Cut(&error));
-                self.last = Some(error);
+                *self.last = Some(error);
                 Ok(next)
             }
         }
@@ -93,7 +90,7 @@ where
         match next {
             Next::Sleep(duration) => {
                 if !self.engine.keeps_last() {
-                    self.last = None;
+                    *self.last = None;
                 }
                 Ok(duration)
             }
@@ -124,7 +121,7 @@ where
             Next::Denied(reason) => Error::BudgetDenied { reason },
             Next::Attempt | Next::Group | Next::Sleep(_) => unreachable!("{next:?} does not end the call"),
         };
-        self.last = None;
+        *self.last = None;
         Err(self.engine.fail(error))
     }
 }
@@ -152,6 +149,9 @@ impl CallKeyRef for Result<&SiteCache, PolicyKey> {
     }
 }
 
+/// A plain call's first attempt: no deadline, no policy id.
+static PLAIN: Attempt = Attempt::first(None);
+
 /// `make()` in a fresh box: allocated first, so the value can be built in
 /// place. `Box::pin(make())` builds it on the stack and then copies it into
 /// the allocation (for a hedged group's future, kilobytes per call).
@@ -169,7 +169,6 @@ where
     E: Classify + From<Error> + 'static,
 {
     async move {
-        let source = key.source();
         // One timer per call: the attempt's deadline, then the backoff.
         let mut timer = pin!(None::<Sleep>);
         // A plain call's first attempt runs before the engine exists: with
@@ -177,41 +176,45 @@ where
         // nothing to decide, and building and dropping the engine would
         // triple the cost of the call (S1 in BENCHMARKS.md). A failure
         // hands its error to the engine, which goes on from there.
-        let plain = source.is_plain(inner) && !observe::capture_requested();
-        let failed = if plain {
-            match Run::new(&Attempt::PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await {
+        let mut last = None;
+        let mut ran_plain = key.source().is_plain(inner) && !observe::capture_requested();
+        if ran_plain {
+            match Run::new(&PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await {
                 Some(Ok(value)) => return Ok(value),
-                Some(Err(error)) => Some(error),
+                Some(Err(error)) => last = Some(error),
                 None => unreachable!("a plain attempt has no deadline"),
             }
-        } else {
-            None
-        };
-        let mut driver = Driver::new(inner, source);
-        let mut ran_plain = failed.is_some();
-        driver.last = failed;
-        if !ran_plain {
-            driver.begin(false)?;
         }
-        let mut hedged = driver.engine.hedged();
+        let mut engine = Engine::new(inner, key.source());
+        // A view of the engine and the last error, made where it is used
+        // (a stored one would be two more pointers in the call's future).
+        macro_rules! driver {
+            () => {
+                Driver { engine: &mut engine, last: &mut last }
+            };
+        }
+        if !ran_plain {
+            driver!().begin(false)?;
+        }
+        let mut hedged = engine.hedged();
         loop {
             let step = if std::mem::take(&mut ran_plain) {
-                driver.settle_plain()
+                driver!().settle_plain()
             } else if hedged {
                 // Boxed: a group holds up to four attempt futures and their
                 // timers, which would otherwise make every call's future
                 // several times larger, hedged or not.
-                boxed(|| group::run(&mut driver.engine, &mut driver.last, &mut op)).await
+                boxed(|| group::run(&mut engine, &mut last, &mut op)).await
             } else {
-                let result = Run::new(driver.engine.scope(), &mut op, pin!(None::<Fut>), timer.as_mut()).await;
-                driver.settle(result)
+                let result = Run::new(engine.scope(), &mut op, pin!(None::<Fut>), timer.as_mut()).await;
+                driver!().settle(result)
             };
-            let backoff = match step.and_then(|next| driver.backoff(next)) {
+            let backoff = match step.and_then(|next| driver!().backoff(next)) {
                 Ok(backoff) => backoff,
                 Err(done) => return done,
             };
-            let paused = driver.engine.pause(backoff, timer.as_mut()).await;
-            hedged = match driver.resume(paused) {
+            let paused = engine.pause(backoff, timer.as_mut()).await;
+            hedged = match driver!().resume(paused) {
                 Ok(hedged) => hedged,
                 Err(done) => return done,
             };
@@ -234,7 +237,10 @@ where
 /// ```
 #[doc(hidden)]
 pub struct Sequential<'x, E> {
-    driver: Result<Driver<'x, E>, Option<E>>,
+    engine: Engine<'x>,
+    last: Option<E>,
+    /// Whether the call has begun (at its first attempt).
+    begun: bool,
 }
 
 impl<E> std::fmt::Debug for Sequential<'_, E> {
@@ -248,11 +254,7 @@ where
     E: Classify + From<Error> + 'static,
 {
     pub(crate) fn new(inner: &'x Inner, site: &'x SiteCache) -> Self {
-        let mut driver = Driver::new(inner, Source::Site(site));
-        match driver.begin(true) {
-            Ok(()) => Self { driver: Ok(driver) },
-            Err(error) => Self { driver: Err(Some(error)) },
-        }
+        Self { engine: Engine::new(inner, Source::Site(site)), last: None, begun: false }
     }
 
     /// Runs the next attempt with `future` as its body: `Some` with the
@@ -262,10 +264,12 @@ where
     where
         Fut: Future<Output = Result<T, E>>,
     {
-        let driver = match &mut self.driver {
-            Ok(driver) => driver,
-            Err(failed) => return failed.take().map(Err),
-        };
+        let mut driver = Driver { engine: &mut self.engine, last: &mut self.last };
+        if !std::mem::replace(&mut self.begun, true)
+            && let Err(error) = driver.begin(true)
+        {
+            return Some(Err(error));
+        }
         let mut timer = pin!(None::<Sleep>);
         let result = Run::new(driver.engine.scope(), || future, pin!(None::<Fut>), timer.as_mut()).await;
         let backoff = match driver.settle(result).and_then(|next| driver.backoff(next)) {

@@ -39,9 +39,6 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// The first attempt of a call with no deadline and no policy id.
-    pub(crate) const PLAIN: Self = Self::first(None);
-
     /// The first attempt of a call without a deadline.
     #[inline]
     pub(crate) const fn first(policy_id: Option<Arc<str>>) -> Self {
