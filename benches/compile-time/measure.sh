@@ -12,6 +12,8 @@
 # A third crate, the plain one plus one `include_bytes!` of the catalog per
 # function, isolates the part of the overhead that is the catalog tracking
 # every expansion emits (`const _: &[u8] = include_bytes!("recourse.toml")`).
+# A fourth puts `#[tracing::instrument]` on the same functions: the
+# attribute users already pay for, as a yardstick.
 #
 # "From clean" is `touch src/lib.rs` with incremental compilation off
 # (CARGO_INCREMENTAL=0): the crate itself is compiled from scratch every time,
@@ -25,10 +27,11 @@ RUNS="${RUNS:-3}"
 export CARGO_TARGET_DIR="$OUT/target"
 export CARGO_INCREMENTAL=0
 
-CRATES=(plain attr plain-include)
+CRATES=(plain attr instrument plain-include)
 declare -A LABEL=(
   [plain]="$N async fns, no attribute"
   [attr]="$N async fns with #[recourse]"
+  [instrument]="$N async fns with #[tracing::instrument]"
   [plain-include]="$N async fns, no attribute, + $N include_bytes! of the catalog"
 )
 
@@ -103,6 +106,9 @@ publish = false
 [dependencies]
 recourse = { path = "$ROOT/recourse" }
 EOF
+  if [ "$crate" = instrument ]; then
+    echo 'tracing = { version = "0.1", default-features = false, features = ["attributes", "std"] }' >> "$crate/Cargo.toml"
+  fi
   catalog > "$crate/recourse.toml"
   {
     prelude
@@ -110,6 +116,7 @@ EOF
       echo
       case $crate in
         attr) printf '#[recourse::recourse(policy = "svc.Op%03d")]\n' "$i" ;;
+        instrument) echo '#[tracing::instrument]' ;;
         plain-include) echo 'const _: &[u8] = include_bytes!("../recourse.toml");' ;;
       esac
       function_body "$i"
@@ -167,8 +174,8 @@ done
 echo
 for mode in check build; do
   awk -v mode="$mode" -v n="$N" -v base="${RESULT[$mode,plain]}" -v attr="${RESULT[$mode,attr]}" \
-    -v inc="${RESULT[$mode,plain-include]}" 'BEGIN {
-      printf "- cargo %s: #[recourse] adds %.2f s (%+.0f %%), %.1f ms per function; the %d include_bytes! alone add %.2f s.\n",
-        mode, attr - base, (attr / base - 1) * 100, (attr - base) * 1000 / n, n, inc - base
+    -v inst="${RESULT[$mode,instrument]}" -v inc="${RESULT[$mode,plain-include]}" 'BEGIN {
+      printf "- cargo %s: #[recourse] adds %.2f s (%+.0f %%), %.1f ms per function; #[tracing::instrument] adds %.2f s, %.1f ms per function; the %d include_bytes! alone add %.2f s.\n",
+        mode, attr - base, (attr / base - 1) * 100, (attr - base) * 1000 / n, inst - base, (inst - base) * 1000 / n, n, inc - base
     }'
 done

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use tokio::time::Sleep;
 
+use super::Inner;
 use super::attempt::Run;
-use super::engine::{Attempted, Engine, Next};
+use super::call::{Attempted, Next};
+use super::engine::Engine;
 use super::group;
 use super::resolve::{SiteCache, Source};
-use super::site::CallKey;
-use super::{Executor, Inner};
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
 use crate::observe::{self, Attempt};
@@ -278,50 +278,5 @@ where
         };
         let paused = driver.engine.pause(backoff, timer.as_mut()).await;
         driver.resume::<T>(paused).err()
-    }
-}
-
-impl Executor {
-    /// Runs `op` under the policy for `key`.
-    ///
-    /// `op` is called once per attempt and returns the attempt's future;
-    /// shared state it captures is reused, so clone owned data inside it.
-    /// The call returns the first success, or the operation's last error
-    /// (unchanged) when attempts run out or an error is not retryable, or a
-    /// [`recourse::Error`](crate::Error) converted into `E` when recourse
-    /// itself ended the call (policy denied, overall timeout, recovered
-    /// panic). Dropping the returned future cancels the call: the attempt in
-    /// flight is dropped and nothing more happens.
-    ///
-    /// Classification of a failed attempt: the policy's named classifier,
-    /// else the error's own [`Classify`] outcome, else the executor's
-    /// default classifier.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-    /// let executor = recourse::Executor::builder().build();
-    /// let mut calls = 0;
-    /// let result: Result<(), std::io::Error> = executor
-    ///     .call("files.Read", || {
-    ///         calls += 1;
-    ///         async { Err(std::io::Error::from(std::io::ErrorKind::NotFound)) }
-    ///     })
-    ///     .await;
-    /// assert!(result.is_err());
-    /// assert_eq!(calls, 1, "NotFound is not retryable");
-    /// # }
-    /// ```
-    pub fn call<K, F, Fut, T, E>(&self, key: K, op: F) -> impl Future<Output = Result<T, E>>
-    where
-        K: Into<CallKey>,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify + From<Error> + 'static,
-    {
-        let site = match key.into() {
-            CallKey::Key(key) => Err(key),
-            CallKey::Checked(checked) => Ok(checked.site()),
-        };
-        drive(&self.inner, site, op)
     }
 }

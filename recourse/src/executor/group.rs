@@ -23,11 +23,15 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::attempt::{Plan, arm};
-use super::engine::{Attempted, Concluded, Engine, Next};
+use super::call::{Attempted, Call, Concluded, Next, Over, record, record_attempt};
+use super::engine::Engine;
+use super::record::Watcher;
 use super::resolve::Res;
+use crate::budget::AttemptKind;
 use crate::classify::{Classify, ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, Error};
 use crate::hedge::{HedgeState, LatencySnapshot, TriggerDecision};
+use crate::observe::AttemptRecord;
 use crate::observe::{self, AttemptScope, Saved};
 use crate::policy::limits;
 
@@ -351,4 +355,91 @@ where
         group.launch(slot, plan, started);
     }
     std::future::poll_fn(|cx| group.poll(cx)).await
+}
+
+/// The engine's steps for a group's hedges: planning, concluding and
+/// cancelling attempts that run side by side.
+impl<W: Watcher> Call<'_, W> {
+    /// Plans hedge `hedge_index` of the current group: asks the hedge
+    /// budget (a denied hedge is recorded and simply not launched) and
+    /// tells observers it is about to run.
+    pub(super) fn plan_hedge(&mut self, hedge_index: u32) -> Option<Plan> {
+        let gate = self.gate(AttemptKind::Hedge);
+        let (inner, index, key) = (self.inner, self.index, self.key());
+        if !gate.allowed {
+            self.watch.attempt(key, None, || {
+                let now = inner.now();
+                AttemptRecord {
+                    is_hedge: true,
+                    hedge_index,
+                    budget_allowed: false,
+                    budget_reason: gate.reason.clone(),
+                    ..record(index, now, Outcome::abort().with_reason(gate.reason.clone()), None)
+                }
+            });
+            return None;
+        }
+        let plan = self.make_plan(hedge_index, gate.release);
+        self.watch.hedge_spawn(key, &plan.attempt, || AttemptRecord {
+            is_hedge: true,
+            hedge_index,
+            ..record(index, inner.now(), Outcome::new(OutcomeKind::Unknown), None)
+        });
+        self.watch.attempt_start(key, &plan.attempt, gate.reason);
+        Some(plan)
+    }
+
+    /// Records a group's attempt that ran.
+    fn record(&mut self, plan: &Plan, error: Option<&dyn ErrorView>, outcome: impl FnOnce() -> Outcome) {
+        record_attempt(&mut self.watch, self.inner, self.index, self.source.key(), plan, error, outcome);
+    }
+
+    /// A group's attempt has reported: release, feed the latency tracker
+    /// with how long it ran, classify, record.
+    pub(super) fn conclude(&mut self, mut plan: Plan, attempted: Option<Attempted<'_>>, ran: Duration) -> Concluded {
+        plan.release.run();
+        let res = self.res.as_ref().expect("resolved");
+        if let Some(tracker) = &res.tracker {
+            tracker.record(ran);
+        }
+        let Some(attempted) = attempted else {
+            self.record(&plan, None, Outcome::success);
+            return Concluded::Success;
+        };
+        let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
+        match self.judge(&plan, attempted) {
+            Ok(outcome) => {
+                self.record(&plan, Some(error), || outcome.clone());
+                Concluded::Failure(outcome)
+            }
+            Err(over) => {
+                self.record(&plan, Some(error), || over.outcome());
+                match over {
+                    Over::Deadline => Concluded::Over(None),
+                    Over::Panic(panic) => Concluded::Over(Some(Error::Panic(*panic))),
+                }
+            }
+        }
+    }
+
+    /// Records an attempt still running that was dropped because another
+    /// attempt of its group decided the call; dropping its plan releases
+    /// its budget.
+    pub(super) fn cancelled(&mut self, plan: Plan, reason: &str) {
+        let inner = self.inner;
+        let key = self.key();
+        self.watch.cancelled(
+            key,
+            || {
+                let now = inner.now();
+                AttemptRecord {
+                    is_hedge: plan.attempt.is_hedge(),
+                    hedge_index: plan.attempt.hedge_index,
+                    ..record(plan.attempt.retry_index, now, Outcome::abort().with_reason("hedge_cancelled"), None)
+                }
+            },
+            reason,
+        );
+        drop(plan);
+    }
 }

@@ -8,6 +8,7 @@
 
 mod attempt;
 mod backoff;
+mod call;
 pub(crate) mod catalog;
 pub(crate) mod drive;
 mod engine;
