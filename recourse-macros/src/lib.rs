@@ -152,11 +152,11 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
-/// With `&mut self` or a `&mut T` parameter the body instead runs inside an
-/// inline loop (`let mut call = SITE.begin(exec)?; loop { let plan =
-/// call.plan(); ... plan.run(async { BODY }).await ... call.settle(plan,
-/// result) }`), so each attempt reborrows the mutable reference and the
-/// future stays `Send`.
+/// With `&mut self` or a `&mut T` parameter the body instead runs in a loop
+/// that hands each attempt's body to the call site's sequential driver
+/// (`let mut call = SITE.sequential(exec); loop { if let Some(done) =
+/// call.attempt(async { BODY }).await { return done; } }`), so each attempt
+/// reborrows the mutable reference and the future stays `Send`.
 #[proc_macro_attribute]
 pub fn recourse(args: TokenStream, item: TokenStream) -> TokenStream {
     recourse_attr::expand(args.into(), item.into()).into()

@@ -417,13 +417,9 @@ async fn an_aborting_call_admitted_while_closed_does_not_free_a_later_probe_slot
 }
 
 // `FinalError::message` is documented as "the error returned to the
-// caller, as text". A call refused by its circuit returns `E::from(
-// Error::CircuitOpen ..)`, yet the timeline records the `recourse::Error`'s
-// own text (call.rs, `Call::begin`: `final_error(error.to_string(), ..)`),
-// while a call refused by its budget records the caller's error text
-// (`Call::plan`: `error_text(&error)`). The same holds for the overall
-// timeout (`Call::conclude`, `Call::sleep`) and the other `Call::begin`
-// failures. Expected: the caller's error text on every path.
+// caller, as text": a call refused by its circuit returns `E::from(
+// Error::CircuitOpen ..)`, and its timeline records that error's text, as
+// on every other path (budget denial, overall timeout, resolution errors).
 #[tokio::test(start_paused = true)]
 async fn a_refused_calls_final_error_message_is_the_callers_error() {
     let registry = Arc::new(circuit::Registry::new());

@@ -148,6 +148,21 @@ async fn cooled_down_breaker(recover_panics: bool) -> (Executor, Arc<AtomicBool>
     (executor, armed)
 }
 
+/// The half-open probe call (operation: `Ok(1)`), run as its own task so
+/// a panic that reaches the caller is caught.
+async fn probe_in_a_task(executor: &Executor, calls: &Counter) -> Result<Result<u32, OpError>, tokio::task::JoinError> {
+    let (executor, calls) = (executor.clone(), calls.clone());
+    run_task(async move {
+        executor
+            .call(KEY, move || {
+                calls.hit();
+                async { Ok::<u32, OpError>(1) }
+            })
+            .await
+    })
+    .await
+}
+
 /// Defect 1 (DESIGN §5, §6.4): with panic recovery off, an observer that
 /// panics in `on_circuit_change` while the breaker hands out its half-open
 /// probe slot must not leak that slot: the panic reaches the caller, and
@@ -158,18 +173,7 @@ async fn observer_panic_does_not_wedge_half_open_breaker() {
     armed.store(true, Ordering::SeqCst);
     let calls = Counter::new();
 
-    let probe = {
-        let (executor, calls) = (executor.clone(), calls.clone());
-        run_task(async move {
-            executor
-                .call(KEY, move || {
-                    calls.hit();
-                    async { Ok::<u32, OpError>(1) }
-                })
-                .await
-        })
-        .await
-    };
+    let probe = probe_in_a_task(&executor, &calls).await;
     let panic = probe.expect_err("with recovery off the observer's panic reaches the caller");
     assert!(panic.is_panic(), "{panic:?}");
     assert_eq!(calls.get(), 0, "the probe call panicked before its operation ran");
@@ -200,18 +204,7 @@ async fn recovered_observer_panic_on_half_open_does_not_affect_the_probe() {
     armed.store(true, Ordering::SeqCst);
     let calls = Counter::new();
 
-    let probe = {
-        let (executor, calls) = (executor.clone(), calls.clone());
-        run_task(async move {
-            executor
-                .call(KEY, move || {
-                    calls.hit();
-                    async { Ok::<u32, OpError>(1) }
-                })
-                .await
-        })
-        .await
-    };
+    let probe = probe_in_a_task(&executor, &calls).await;
     let result = probe.expect("with recover_panics(true) the observer's panic must not reach the caller");
     assert!(matches!(result, Ok(1)), "the probe's own result: {result:?}");
     assert_eq!(calls.get(), 1, "the probe's operation ran");

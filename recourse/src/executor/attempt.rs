@@ -36,10 +36,10 @@ impl Gate {
 }
 
 impl Inner {
-    /// The retry decision after failed attempt `index` (0-based), shared by
-    /// the engine and the lean path: `None` when the call ends (the outcome
-    /// is not retryable, or the attempts are used up), else the backoff
-    /// before the next attempt. Jitter is drawn only when the call goes on.
+    /// The retry decision after failed attempt `index` (0-based): `None`
+    /// when the call ends (the outcome is not retryable, or the attempts
+    /// are used up), else the backoff before the next attempt. Jitter is
+    /// drawn only when the call goes on.
     #[inline]
     pub(crate) fn backoff(
         &self,
@@ -131,7 +131,6 @@ impl Inner {
             outcome.finish_in_place();
             then(outcome)
         })
-        .map_err(Box::new)
     }
 }
 
@@ -147,10 +146,11 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The first attempt of a call with no deadline and nothing recorded.
+    /// A first attempt with no deadline, no policy id and nothing to
+    /// release.
     #[inline]
-    pub(crate) fn first(gate: Gate, policy_id: Option<Arc<str>>) -> Self {
-        Self { attempt: Attempt::first(policy_id), release: gate.release }
+    pub(crate) const fn idle() -> Self {
+        Self { attempt: Attempt::first(None), release: Release::none() }
     }
 }
 

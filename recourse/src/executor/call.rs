@@ -51,7 +51,7 @@ pub(crate) enum Next {
 pub(crate) enum Attempted<'e> {
     /// It returned this error.
     Err(&'e dyn ErrorView),
-    /// Its deadline passed; this is [`Engine::cut_error`] converted into
+    /// Its deadline passed; this is `Engine::cut_error` converted into
     /// the operation's error type.
     Cut(&'e dyn ErrorView),
 }
@@ -94,11 +94,11 @@ impl Verdict {
 pub(crate) struct Call<'x, W> {
     pub(super) inner: &'x Inner,
     pub(super) source: Source<'x>,
-    /// `None` while a lean call's first attempt runs (see the module docs).
+    /// `None` while a lean call's first attempt runs (see `engine.rs`).
     pub(super) res: Option<Res>,
     /// The attempt in progress, updated in place for each retry (a plan
     /// rebuilt and moved per attempt costs more than the attempt's
-    /// bookkeeping); `planned` while it is between [`Engine::next`] and its
+    /// bookkeeping); `planned` while it is between `Engine::next` and its
     /// conclusion.
     pub(super) plan: Plan,
     pub(super) planned: bool,
@@ -126,7 +126,7 @@ impl<'x, W: Watcher> Call<'x, W> {
             inner,
             source,
             res: None,
-            plan: Plan::first(Gate::open(), None),
+            plan: Plan::idle(),
             planned: false,
             deadline: None,
             index: 0,
@@ -194,7 +194,7 @@ impl<'x, W: Watcher> Call<'x, W> {
         if let Some(breaker) = &res.breaker {
             let decision = match self.inner.recover(Component::CircuitBreaker, key, || breaker.allow()) {
                 Ok(decision) => decision,
-                Err(panic) => return Some(Error::Panic(panic)),
+                Err(panic) => return Some(Error::Panic(*panic)),
             };
             // Guarded before anyone else runs: an observer that panics
             // below must not keep the probe slot (DESIGN §6.4).
@@ -430,6 +430,7 @@ impl<'x, W: Watcher> Call<'x, W> {
         let res = self.source.resolve(self.inner)?;
         if res.lean {
             self.base = nanos(res.policy.retry.initial_backoff);
+            self.plan.attempt.policy_id.clone_from(&res.policy.id);
             self.res = Some(res);
             return Ok(());
         }

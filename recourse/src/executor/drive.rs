@@ -51,36 +51,34 @@ where
         }
     }
 
-    /// Hands the planned attempt's result to the engine: what next, or the
-    /// call's result.
+    /// Hands the planned attempt's failure to the engine (`None`: its
+    /// deadline passed) and keeps the error as the call's last: what next.
+    /// (A success is handed over where it happens, so the value never
+    /// travels through the failure path's types.)
     #[inline]
-    fn settle<T>(&mut self, result: Option<Result<T, E>>) -> Result<Next, Result<T, E>> {
-        match result {
-            Some(Ok(value)) => {
-                self.engine.succeeded();
-                Err(Ok(value))
-            }
-            Some(Err(error)) => {
+    fn failed(&mut self, error: Option<E>) -> Next {
+        match error {
+            Some(error) => {
                 let next = self.engine.failed(Attempted::Err(&error));
                 *self.last = Some(error);
-                Ok(next)
+                next
             }
             None => {
                 let error = E::from(self.engine.cut_error());
                 let next = self.engine.failed(Attempted::Cut(&error));
                 *self.last = Some(error);
-                Ok(next)
+                next
             }
         }
     }
 
     /// Hands the failure of a plain first attempt (kept as `last`) to the
-    /// engine: what next, or the call's result.
+    /// engine: what next.
     #[inline]
-    fn settle_plain<T>(&mut self) -> Result<Next, Result<T, E>> {
-        let error = self.last.take().expect("a plain attempt failed");
+    fn failed_plain(&mut self) -> Next {
+        let error = self.last.take();
         self.engine.ran_plain();
-        self.settle(Some(Err(error)))
+        self.failed(error)
     }
 
     /// After a failed attempt: the backoff before the next one, or the
@@ -198,18 +196,27 @@ where
         }
         let mut hedged = engine.hedged();
         loop {
-            let step = if std::mem::take(&mut ran_plain) {
-                driver!().settle_plain()
+            let next = if std::mem::take(&mut ran_plain) {
+                driver!().failed_plain()
             } else if hedged {
                 // Boxed: a group holds up to four attempt futures and their
                 // timers, which would otherwise make every call's future
                 // several times larger, hedged or not.
-                boxed(|| group::run(&mut engine, &mut last, &mut op)).await
+                match boxed(|| group::run(&mut engine, &mut last, &mut op)).await {
+                    Ok(next) => next,
+                    Err(done) => return done,
+                }
             } else {
-                let result = Run::new(engine.scope(), &mut op, pin!(None::<Fut>), timer.as_mut()).await;
-                driver!().settle(result)
+                match Run::new(engine.scope(), &mut op, pin!(None::<Fut>), timer.as_mut()).await {
+                    Some(Ok(value)) => {
+                        engine.succeeded();
+                        return Ok(value);
+                    }
+                    Some(Err(error)) => driver!().failed(Some(error)),
+                    None => driver!().failed(None),
+                }
             };
-            let backoff = match step.and_then(|next| driver!().backoff(next)) {
+            let backoff = match driver!().backoff(next) {
                 Ok(backoff) => backoff,
                 Err(done) => return done,
             };
@@ -271,8 +278,15 @@ where
             return Some(Err(error));
         }
         let mut timer = pin!(None::<Sleep>);
-        let result = Run::new(driver.engine.scope(), || future, pin!(None::<Fut>), timer.as_mut()).await;
-        let backoff = match driver.settle(result).and_then(|next| driver.backoff(next)) {
+        let next = match Run::new(driver.engine.scope(), || future, pin!(None::<Fut>), timer.as_mut()).await {
+            Some(Ok(value)) => {
+                driver.engine.succeeded();
+                return Some(Ok(value));
+            }
+            Some(Err(error)) => driver.failed(Some(error)),
+            None => driver.failed(None),
+        };
+        let backoff = match driver.backoff(next) {
             Ok(backoff) => backoff,
             Err(done) => return Some(done),
         };

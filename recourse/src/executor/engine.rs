@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::attempt::{Gate, Plan, arm};
+use super::attempt::{Plan, arm};
 use super::call::{Attempted, Call, Concluded, Next, Verdict};
 use super::record::{Quiet, Recording, Watcher};
 use super::resolve::{BudgetSlot, Res, Source};
@@ -137,8 +137,15 @@ impl<'x> Engine<'x> {
                 if !gate.allowed {
                     return Some(Err(gate.reason));
                 }
-                core.plan.release = gate.release;
-                core.plan.attempt.policy_id.clone_from(&res.policy.id);
+                let mut release = gate.release;
+                // Most budgets release nothing: then the plan's own empty
+                // release stays (no drop, no store).
+                if release.is_pending() {
+                    core.plan.release = release;
+                }
+                if res.policy.id.is_some() {
+                    core.plan.attempt.policy_id.clone_from(&res.policy.id);
+                }
                 core.planned = true;
                 Some(Ok(()))
             });
@@ -158,7 +165,7 @@ impl<'x> Engine<'x> {
         each!(self, c => c.planned = true);
     }
 
-    /// The full start, off the lean path.
+    /// The full start, for calls that are not lean or are watched.
     #[inline(never)]
     fn start(&mut self, capture: bool, sequential: bool) -> Option<Error> {
         let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
@@ -260,7 +267,7 @@ impl<'x> Engine<'x> {
     pub(crate) fn take_plan(&mut self) -> Plan {
         each!(self, c => {
             c.planned = false;
-            std::mem::replace(&mut c.plan, Plan::first(Gate::open(), None))
+            std::mem::replace(&mut c.plan, Plan::idle())
         })
     }
 

@@ -169,9 +169,11 @@ impl Inner {
         component: Component,
         key: &PolicyKey,
         f: impl FnOnce() -> R,
-    ) -> Result<R, PanicError> {
+    ) -> Result<R, Box<PanicError>> {
         if self.recover_panics {
-            catch_unwind(AssertUnwindSafe(f)).map_err(|payload| PanicError::new(component, key, &*payload))
+            // Boxed: the error is rare, and a large `Err` would make every
+            // plug-in's answer travel through memory.
+            catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Box::new(PanicError::new(component, key, &*payload)))
         } else {
             Ok(f())
         }
@@ -184,7 +186,7 @@ impl Inner {
     ) -> Result<(Arc<Policy>, Option<PolicyNote>), Error> {
         let answer = self
             .recover(Component::PolicyProvider, key, || self.provider.policy(key))
-            .unwrap_or_else(|panic| Err(ProviderError::new(ProviderErrorKind::Panicked).with_source(panic)));
+            .unwrap_or_else(|panic| Err(ProviderError::new(ProviderErrorKind::Panicked).with_source(*panic)));
         let fallback = || catalog.cloned().unwrap_or_else(|| Arc::clone(&self.default_policy));
         let (policy, note) = match answer {
             Ok(Some(policy)) => (policy, None),

@@ -174,14 +174,15 @@ pub enum TriggerDecision {
 /// Decides when to launch hedges.
 ///
 /// The executor asks after launching the primary and again whenever the
-/// previous answer's check-in time has passed. After every
-/// [`Spawn`](TriggerDecision::Spawn) it asks again **at once**, so a trigger
-/// that keeps answering `Spawn` launches all the group's remaining hedges
-/// back to back. That is allowed (the Go original's latency trigger does
-/// exactly that once its threshold is crossed); a trigger that wants its
-/// hedges spaced out answers `CheckIn` instead, as [`FixedDelay`] does.
+/// previous answer's check-in time has passed. Each
+/// [`Spawn`](TriggerDecision::Spawn) launches one hedge, and the next
+/// question comes no sooner than the policy's hedge delay after it (DESIGN
+/// §6.12), so a trigger that keeps answering `Spawn` paces its hedges
+/// instead of launching them all at once (the Go original bursts). A trigger
+/// that wants a longer spacing answers `CheckIn`, as [`FixedDelay`] does.
 /// Triggers are called on the executor's hot path: keep them cheap and
-/// non-blocking.
+/// non-blocking. With panic recovery on, a trigger that panics stops the
+/// group's hedging (timeline attribute `trigger_panic`).
 ///
 /// ```
 /// use recourse::hedge::{HedgeState, HedgeTrigger, LatencySnapshot, TriggerDecision};

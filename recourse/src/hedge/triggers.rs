@@ -221,9 +221,9 @@ impl ParsePercentileError {
 /// 4. otherwise → `CheckIn(threshold − elapsed)`; at exact equality that
 ///    would be a zero wait, so it asks again after 1 ms instead.
 ///
-/// Once the threshold is crossed it keeps answering `Spawn`, and since the
-/// executor asks again right after each spawn, the group's remaining
-/// hedges launch back to back (as in Go). Registered as `p50`, `p90`,
+/// Once the threshold is crossed it keeps answering `Spawn`; the executor
+/// launches one hedge per answer, a hedge delay apart (DESIGN §6.12; Go
+/// launches them back to back). Registered as `p50`, `p90`,
 /// `p95` and `p99` by [`Registry::with_builtins`](super::Registry::with_builtins).
 ///
 /// ```
