@@ -362,6 +362,25 @@ impl Observer for ExplodingObserver {
     }
 }
 
+/// A call whose attempt `n` (1-based) returns `script(n)`, run as its own
+/// task so a panic that reaches the caller is caught.
+async fn call_in_a_task(
+    executor: Executor,
+    calls: &Counter,
+    script: fn(usize) -> Result<usize, OpError>,
+) -> Result<Result<usize, OpError>, tokio::task::JoinError> {
+    let calls = calls.clone();
+    run_task(async move {
+        executor
+            .call(KEY, move || {
+                let n = calls.hit();
+                async move { script(n) }
+            })
+            .await
+    })
+    .await
+}
+
 fn exploding_observer_executor() -> Executor {
     Executor::builder()
         .policy(Policy::builder(KEY).max_attempts(3).build())
@@ -377,18 +396,7 @@ fn exploding_observer_executor() -> Executor {
 async fn recovered_observer_panics_do_not_change_a_retried_success() {
     let executor = exploding_observer_executor();
     let calls = Counter::new();
-    let call = {
-        let calls = calls.clone();
-        run_task(async move {
-            executor
-                .call(KEY, move || {
-                    let n = calls.hit();
-                    async move { if n < 3 { Err(OpError::Retryable("flaky")) } else { Ok(n) } }
-                })
-                .await
-        })
-        .await
-    };
+    let call = call_in_a_task(executor, &calls, |n| if n < 3 { Err(OpError::Retryable("flaky")) } else { Ok(n) }).await;
     let result = call.expect("with recover_panics(true) the observer's panics must not reach the caller");
     assert!(matches!(result, Ok(3)), "the third attempt's value: {result:?}");
     assert_eq!(calls.get(), 3, "two retryable failures, then a success");
@@ -401,18 +409,7 @@ async fn recovered_observer_panics_do_not_change_a_retried_success() {
 async fn recovered_observer_panics_do_not_change_a_non_retryable_failure() {
     let executor = exploding_observer_executor();
     let calls = Counter::new();
-    let call = {
-        let calls = calls.clone();
-        run_task(async move {
-            executor
-                .call(KEY, move || {
-                    calls.hit();
-                    async { Err::<u32, _>(OpError::Fatal("nope")) }
-                })
-                .await
-        })
-        .await
-    };
+    let call = call_in_a_task(executor, &calls, |_| Err(OpError::Fatal("nope"))).await;
     let result = call.expect("with recover_panics(true) the observer's panics must not reach the caller");
     assert!(matches!(result, Err(OpError::Fatal("nope"))), "the operation's error, unchanged: {result:?}");
     assert_eq!(calls.get(), 1, "a non-retryable error is not retried");
