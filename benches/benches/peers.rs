@@ -21,8 +21,9 @@
 //!
 //! Arguments: `-- S4` runs one scenario (`S3B`: the budgets alone), `-- sizes`
 //! prints the call futures' sizes; `PEERS_ROW=<text>` measures only the rows
-//! whose name contains the text (to profile one system under callgrind or
-//! perf). The results and the profiles are in `BENCHMARKS.md`.
+//! whose name contains the text, `PEERS_ROW='<name>$'` only the row with
+//! exactly that name (to profile one system under callgrind or perf). The
+//! results and the profiles are in `BENCHMARKS.md`.
 
 #![allow(missing_docs, reason = "a bench binary")]
 #![allow(clippy::cast_precision_loss, reason = "iteration counts and ratios")]
@@ -356,9 +357,12 @@ impl Table {
     }
 
     fn add(&mut self, name: &str, config: Config, op: impl FnMut(u64)) {
-        // `PEERS_ROW=<text>`: measure only the rows whose name contains it
-        // (to profile one system, e.g. under callgrind).
-        if std::env::var("PEERS_ROW").is_ok_and(|only| !name.contains(&only)) {
+        // `PEERS_ROW=<text>`: measure only the rows whose name contains it,
+        // `<name>$`: only the row with that name (to profile one system,
+        // e.g. under callgrind).
+        if std::env::var("PEERS_ROW").is_ok_and(|only| {
+            if let Some(exact) = only.strip_suffix('$') { name != exact } else { !name.contains(&only) }
+        }) {
             return;
         }
         let row = measure(name, config, op);
