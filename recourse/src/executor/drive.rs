@@ -23,10 +23,10 @@ use super::attempt::Run;
 use super::call::{Attempted, Next};
 use super::engine::Engine;
 use super::group;
-use super::resolve::{SiteCache, Source};
+use super::resolve::{Look, SiteCache, Source};
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
-use crate::observe::{self, Attempt};
+use crate::observe::Attempt;
 use crate::policy::PolicyKey;
 
 /// A call's engine and the operation's last error (kept across a backoff
@@ -44,8 +44,8 @@ where
 {
     /// Starts the call (see [`Engine::begin`]); `Err`: it ended at once.
     #[inline]
-    fn begin(&mut self, sequential: bool) -> Result<(), E> {
-        match self.engine.begin(sequential) {
+    fn begin(&mut self, sequential: bool, look: Look) -> Result<(), E> {
+        match self.engine.begin(sequential, look) {
             None => Ok(()),
             Some(error) => Err(self.engine.fail(error)),
         }
@@ -175,7 +175,8 @@ where
         // measured 14 ns against 9 (S1 in BENCHMARKS.md). A failure hands
         // its error to the engine, which goes on from there.
         let mut last = None;
-        let mut ran_plain = key.source().is_plain(inner) && !observe::capture_requested();
+        let look = Look::now(inner, key.source());
+        let mut ran_plain = look.plain;
         if ran_plain {
             match Run::new(&PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await {
                 Some(Ok(value)) => return Ok(value),
@@ -192,7 +193,7 @@ where
             };
         }
         if !ran_plain {
-            driver!().begin(false)?;
+            driver!().begin(false, look)?;
         }
         let mut hedged = engine.hedged();
         loop {
@@ -273,7 +274,7 @@ where
     {
         let mut driver = Driver { engine: &mut self.engine, last: &mut self.last };
         if !std::mem::replace(&mut self.begun, true)
-            && let Err(error) = driver.begin(true)
+            && let Err(error) = driver.begin(true, Look::now(driver.engine.inner(), driver.engine.source()))
         {
             return Some(Err(error));
         }

@@ -27,12 +27,12 @@ use tokio::time::{Instant, Sleep};
 use super::attempt::{Plan, arm};
 use super::call::{Attempted, Call, Concluded, Next, Verdict};
 use super::record::{Quiet, Recording, Watcher};
-use super::resolve::{BudgetSlot, Res, Source};
+use super::resolve::{BudgetSlot, Look, Res, Source};
 use super::{Inner, SleepFuture};
 use crate::budget::AttemptKind;
 use crate::classify::{ErrorView, Outcome};
 use crate::error::Error;
-use crate::observe::{self, Attempt};
+use crate::observe::Attempt;
 use crate::policy::PolicyKey;
 
 /// A backoff in progress (see [`Engine::pause`]): `Err` when a custom
@@ -116,12 +116,12 @@ impl<'x> Engine<'x> {
     /// once; hand the error to [`fail`](Self::fail). `sequential` calls
     /// (the `&mut` form) never hedge.
     #[inline]
-    pub(crate) fn begin(&mut self, sequential: bool) -> Option<Error> {
+    pub(crate) fn begin(&mut self, sequential: bool, look: Look) -> Option<Error> {
         let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
         let (inner, source) = (core.inner, core.source);
-        let capture = observe::capture_requested();
+        let capture = look.capture;
         if !capture {
-            if source.is_plain(inner) {
+            if look.plain {
                 core.planned = true;
                 return None;
             }
@@ -130,7 +130,7 @@ impl<'x> Engine<'x> {
             // the key would write).
             // The plan is written in place (moving a whole plan into the
             // engine costs more than writing its two fields).
-            let lean = source.peek(inner, |res| {
+            let lean = source.peek(inner, look.generation, |res| {
                 let res = res.filter(|res| res.lean)?;
                 let retry = &res.policy.retry;
                 let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
@@ -304,6 +304,10 @@ impl<'x> Engine<'x> {
 
     pub(crate) fn key(&self) -> &'x PolicyKey {
         each!(self, c => c.key())
+    }
+
+    pub(crate) fn source(&self) -> Source<'x> {
+        each!(self, c => c.source)
     }
 
     /// After a failed group: end the call, or back off and go on.

@@ -350,18 +350,17 @@ impl SiteCache {
         Some(self.catalog_policy.get_or_init(|| Arc::new(spec.to_policy(self.key.clone()))))
     }
 
-    /// Whether this site's resolution for `inner`, as of now, is plain
-    /// with no policy id: one atomic load besides the generation.
+    /// Whether this site's resolution for `inner` at `generation` is plain
+    /// with no policy id: one atomic load.
     #[inline]
-    fn is_plain(&self, inner: &Inner) -> bool {
-        inner.stamp(inner.generation()).is_some_and(|stamp| self.plain.load(Ordering::Acquire) == stamp)
+    fn is_plain(&self, inner: &Inner, generation: u64) -> bool {
+        inner.stamp(generation).is_some_and(|stamp| self.plain.load(Ordering::Acquire) == stamp)
     }
 
-    /// `f` of the cached resolution when it is current, borrowed (no
-    /// reference count is taken).
+    /// `f` of the cached resolution when it is current at `generation`,
+    /// borrowed (no reference count is taken).
     #[inline]
-    fn peek<R>(&self, inner: &Inner, f: impl FnOnce(Option<&Res>) -> R) -> R {
-        let generation = inner.generation();
+    fn peek<R>(&self, inner: &Inner, generation: u64, f: impl FnOnce(Option<&Res>) -> R) -> R {
         let cached = self.cache.load();
         match cached.as_ref() {
             Some(cached) if cached.executor == inner.id && cached.generation == generation => f(Some(&cached.resolved)),
@@ -397,6 +396,25 @@ impl SiteCache {
     }
 }
 
+/// A call's first look at its executor: whether a capture listens, the
+/// executor's generation, and whether the call is plain (nothing to gate,
+/// time, break, hedge or record; no capture).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Look {
+    pub(crate) capture: bool,
+    pub(crate) generation: u64,
+    pub(crate) plain: bool,
+}
+
+impl Look {
+    #[inline]
+    pub(crate) fn now(inner: &Inner, source: Source<'_>) -> Self {
+        let capture = crate::observe::capture_requested();
+        let generation = inner.generation();
+        Self { capture, generation, plain: !capture && source.is_plain(inner, generation) }
+    }
+}
+
 /// Where a call's resolution comes from.
 #[derive(Clone, Copy)]
 pub(crate) enum Source<'x> {
@@ -417,20 +435,19 @@ impl<'x> Source<'x> {
 
     /// Whether a first attempt needs nothing at all (see `SiteCache::is_plain`).
     #[inline]
-    pub(crate) fn is_plain(self, inner: &Inner) -> bool {
+    pub(crate) fn is_plain(self, inner: &Inner, generation: u64) -> bool {
         match self {
-            Self::Site(site) => site.is_plain(inner),
+            Self::Site(site) => site.is_plain(inner, generation),
             Self::Key(_) => false,
         }
     }
 
-    /// `f` of the current cached resolution, borrowed.
+    /// `f` of the cached resolution current at `generation`, borrowed.
     #[inline]
-    pub(crate) fn peek<R>(self, inner: &Inner, f: impl FnOnce(Option<&Res>) -> R) -> R {
+    pub(crate) fn peek<R>(self, inner: &Inner, generation: u64, f: impl FnOnce(Option<&Res>) -> R) -> R {
         match self {
-            Self::Site(site) => site.peek(inner, f),
+            Self::Site(site) => site.peek(inner, generation, f),
             Self::Key(key) => {
-                let generation = inner.generation();
                 match inner.resolved.load().get(key) {
                     Some((cached, resolved)) if *cached == generation => f(Some(resolved)),
                     _ => f(None),
