@@ -175,6 +175,14 @@ where
         // measured 14 ns against 9 (S1 in BENCHMARKS.md). A failure hands
         // its error to the engine, which goes on from there.
         let mut last = None;
+        let mut engine;
+        // A view of the engine and the last error, made where it is used
+        // (a stored one would be two more pointers in the call's future).
+        macro_rules! driver {
+            () => {
+                Driver { engine: &mut engine, last: &mut last }
+            };
+        }
         let look = Look::now(inner, key.source());
         let mut ran_plain = look.plain;
         if ran_plain {
@@ -183,16 +191,11 @@ where
                 Some(Err(error)) => last = Some(error),
                 None => unreachable!("a plain attempt has no deadline"),
             }
-        }
-        let mut engine = Engine::new(inner, key.source());
-        // A view of the engine and the last error, made where it is used
-        // (a stored one would be two more pointers in the call's future).
-        macro_rules! driver {
-            () => {
-                Driver { engine: &mut engine, last: &mut last }
-            };
-        }
-        if !ran_plain {
+            engine = Engine::new(inner, key.source());
+        } else {
+            // Used only here, before anything is awaited: the look is not
+            // kept in the call's future.
+            engine = Engine::new(inner, key.source());
             driver!().begin(false, look)?;
         }
         let mut hedged = engine.hedged();
