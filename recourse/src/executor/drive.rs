@@ -24,6 +24,7 @@ use super::call::{Attempted, Next};
 use super::engine::Engine;
 use super::group;
 use super::resolve::{Look, SiteCache, Source};
+use crate::budget::Release;
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
 use crate::observe::Attempt;
@@ -193,10 +194,32 @@ where
             }
             engine = Engine::new(inner, key.source());
         } else {
-            // Used only here, before anything is awaited: the look is not
-            // kept in the call's future.
-            engine = Engine::new(inner, key.source());
-            driver!().begin(false, look)?;
+            // A lean call without a policy id runs its first attempt the
+            // same way, with its budget's release (see `Engine::lean_first`).
+            // Everything here is scoped to this block, so the call's future
+            // keeps room for the release only while that attempt runs.
+            let mut release = Release::none();
+            let go = match Engine::lean_first(inner, key.source(), look, &mut release) {
+                Ok(go) => go,
+                Err(reason) => return Err(E::from(Error::BudgetDenied { reason })),
+            };
+            if go {
+                let result = Run::new(&PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await;
+                // Before the result is published.
+                release.run();
+                match result {
+                    Some(Ok(value)) => return Ok(value),
+                    Some(Err(error)) => last = Some(error),
+                    None => unreachable!("a lean attempt has no deadline"),
+                }
+                ran_plain = true;
+                engine = Engine::new(inner, key.source());
+            } else {
+                // Used only here, before anything is awaited: the look is
+                // not kept in the call's future.
+                engine = Engine::new(inner, key.source());
+                driver!().begin(false, look)?;
+            }
         }
         let mut hedged = engine.hedged();
         loop {

@@ -17,6 +17,7 @@
 //! without taking a reference to its resolution, and resolves only if its
 //! first attempt fails; that is state (`res` is `None`), not another loop.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -29,7 +30,7 @@ use super::call::{Attempted, Call, Concluded, Next, Verdict};
 use super::record::{Quiet, Recording, Watcher};
 use super::resolve::{BudgetSlot, Look, Res, Source};
 use super::{Inner, SleepFuture};
-use crate::budget::AttemptKind;
+use crate::budget::{AttemptKind, Release};
 use crate::classify::{ErrorView, Outcome};
 use crate::error::Error;
 use crate::observe::Attempt;
@@ -107,6 +108,34 @@ impl<'x> Engine<'x> {
     #[inline]
     pub(crate) fn new(inner: &'x Inner, source: Source<'x>) -> Self {
         Self::Quiet(Call::new(inner, source, Quiet))
+    }
+
+    /// Whether a lean call without a policy id, with nobody listening, runs
+    /// its first attempt before the engine exists, like a plain call, its
+    /// budget's release written to `release`; `Err`: the budget denied the
+    /// first attempt. The gate is taken while the cache entry is borrowed,
+    /// so the call holds no reference count (which every thread calling the
+    /// key would write).
+    #[inline]
+    pub(crate) fn lean_first(
+        inner: &Inner,
+        source: Source<'_>,
+        look: Look,
+        release: &mut Release,
+    ) -> Result<bool, Cow<'static, str>> {
+        if look.capture {
+            return Ok(false);
+        }
+        source.peek(inner, look.generation, |res| {
+            let Some(res) = res.filter(|res| res.lean && res.policy.id.is_none()) else { return Ok(false) };
+            let retry = &res.policy.retry;
+            let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
+            if !gate.allowed {
+                return Err(gate.reason);
+            }
+            *release = gate.release;
+            Ok(true)
+        })
     }
 
     /// Starts the call, in place: its first attempt planned straight from

@@ -447,12 +447,10 @@ impl<'x> Source<'x> {
     pub(crate) fn peek<R>(self, inner: &Inner, generation: u64, f: impl FnOnce(Option<&Res>) -> R) -> R {
         match self {
             Self::Site(site) => site.peek(inner, generation, f),
-            Self::Key(key) => {
-                match inner.resolved.load().get(key) {
-                    Some((cached, resolved)) if *cached == generation => f(Some(resolved)),
-                    _ => f(None),
-                }
-            }
+            Self::Key(key) => match inner.resolved.load().get(key) {
+                Some((cached, resolved)) if *cached == generation => f(Some(resolved)),
+                _ => f(None),
+            },
         }
     }
 
