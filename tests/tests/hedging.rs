@@ -909,3 +909,32 @@ fn go_race_regression_thousands_of_single_attempt_calls_all_complete() {
     assert_eq!(completed.expect("no call hangs (Go §12.8 race)"), CALLS);
     assert!(ops.get() >= CALLS);
 }
+
+// Every attempt of a hedged call sees the policy's id, the retries after a
+// group included (the group takes the engine's plan for its primary, and
+// the next group's plan must keep the id).
+#[tokio::test(start_paused = true)]
+async fn every_attempt_of_a_hedged_call_sees_the_policy_id() {
+    let policy =
+        Policy::builder(KEY).id("search-v2").max_attempts(3).initial_backoff(ms(1)).max_hedges(1).hedge_delay(ms(10));
+    let executor = executor_with(policy.build());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let result = executor
+        .call(KEY, || {
+            let attempt = recourse::attempt().expect("inside an attempt");
+            seen.lock().unwrap().push((
+                attempt.retry_index(),
+                attempt.hedge_index(),
+                attempt.policy_id().map(str::to_owned),
+            ));
+            async move {
+                tokio::time::sleep(ms(15)).await;
+                if attempt.retry_index() < 2 { Err(OpError::Retryable("again")) } else { Ok(attempt.retry_index()) }
+            }
+        })
+        .await;
+    assert_eq!(result.unwrap(), 2);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert!(seen.iter().all(|(_, _, id)| id.as_deref() == Some("search-v2")), "every attempt sees the id: {seen:?}");
+}

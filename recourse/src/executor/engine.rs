@@ -294,10 +294,14 @@ impl<'x> Engine<'x> {
         each!(self, c => c.res.as_ref().expect("a hedged call is resolved"))
     }
 
+    /// The planned primary, handed to a hedged group; the engine keeps a
+    /// plan with the same policy id for the attempts after the group.
     pub(crate) fn take_plan(&mut self) -> Plan {
         each!(self, c => {
             c.planned = false;
-            std::mem::replace(&mut c.plan, Plan::idle())
+            let mut next = Plan::idle();
+            next.attempt.policy_id.clone_from(&c.plan.attempt.policy_id);
+            std::mem::replace(&mut c.plan, next)
         })
     }
 
