@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 use super::attempt::{Plan, arm};
 use super::call::{Attempted, Call, Concluded, Next, Verdict};
 use super::record::{Quiet, Recording, Watcher};
-use super::resolve::{BudgetSlot, Look, Res, Source};
+use super::resolve::{BudgetSlot, Look, Res, Resolved, Source};
 use super::{Inner, SleepFuture};
 use crate::budget::{AttemptKind, Release};
 use crate::classify::{ErrorView, Outcome};
@@ -103,6 +103,27 @@ macro_rules! each {
     };
 }
 
+/// The first attempt's gate of a lean call (`None`: the cached resolution is
+/// not lean, or `admit` refuses it), taken while the cache entry is
+/// borrowed, so the call holds no reference count (which every thread
+/// calling the key would write); `then` receives an allowed attempt's
+/// release.
+#[inline]
+fn lean_gate<R>(
+    inner: &Inner,
+    source: Source<'_>,
+    generation: u64,
+    admit: impl FnOnce(&Resolved) -> bool,
+    then: impl FnOnce(Release, &Resolved) -> R,
+) -> Option<Result<R, Cow<'static, str>>> {
+    source.peek(inner, generation, |res| {
+        let res = res.filter(|res| res.lean && admit(res))?;
+        let retry = &res.policy.retry;
+        let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
+        Some(if gate.allowed { Ok(then(gate.release, res)) } else { Err(gate.reason) })
+    })
+}
+
 impl<'x> Engine<'x> {
     /// A quiet engine for a call that has not begun (see [`begin`](Self::begin)).
     #[inline]
@@ -114,9 +135,7 @@ impl<'x> Engine<'x> {
     /// its first attempt before the engine exists, like a plain call, its
     /// budget's release written to `release` (the engine built for that
     /// attempt measured 26 ns a call against 22, S3 in BENCHMARKS.md);
-    /// `Err`: the budget denied the first attempt. The gate is taken while the cache entry is borrowed,
-    /// so the call holds no reference count (which every thread calling the
-    /// key would write).
+    /// `Err`: the budget denied the first attempt.
     #[inline]
     pub(crate) fn lean_first(
         inner: &Inner,
@@ -127,16 +146,11 @@ impl<'x> Engine<'x> {
         if look.capture {
             return Ok(false);
         }
-        source.peek(inner, look.generation, |res| {
-            let Some(res) = res.filter(|res| res.lean && res.policy.id.is_none()) else { return Ok(false) };
-            let retry = &res.policy.retry;
-            let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
-            if !gate.allowed {
-                return Err(gate.reason);
-            }
-            *release = gate.release;
-            Ok(true)
-        })
+        match lean_gate(inner, source, look.generation, |res| res.policy.id.is_none(), |allowed, _| *release = allowed)
+        {
+            None => Ok(false),
+            Some(gated) => gated.map(|()| true),
+        }
     }
 
     /// Starts the call, in place: its first attempt planned straight from
@@ -149,43 +163,37 @@ impl<'x> Engine<'x> {
     pub(crate) fn begin(&mut self, sequential: bool, look: Look) -> Option<Error> {
         let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
         let (inner, source) = (core.inner, core.source);
-        let capture = look.capture;
-        if !capture {
+        if !look.capture {
             if look.plain {
                 core.planned = true;
                 return None;
             }
-            // The first gate is taken while the cache entry is borrowed, so
-            // the call holds no reference count (which every thread calling
-            // the key would write).
             // The plan is written in place (moving a whole plan into the
             // engine costs more than writing its two fields).
-            let lean = source.peek(inner, look.generation, |res| {
-                let res = res.filter(|res| res.lean)?;
-                let retry = &res.policy.retry;
-                let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
-                if !gate.allowed {
-                    return Some(Err(gate.reason));
-                }
-                let mut release = gate.release;
-                // Most budgets release nothing: then the plan's own empty
-                // release stays (no drop, no store).
-                if release.is_pending() {
-                    core.plan.release = release;
-                }
-                if res.policy.id.is_some() {
-                    core.plan.attempt.policy_id.clone_from(&res.policy.id);
-                }
-                core.planned = true;
-                Some(Ok(()))
-            });
+            let lean = lean_gate(
+                inner,
+                source,
+                look.generation,
+                |_| true,
+                |mut allowed, res| {
+                    // Most budgets release nothing: then the plan's own empty
+                    // release stays (no drop, no store).
+                    if allowed.is_pending() {
+                        core.plan.release = allowed;
+                    }
+                    if res.policy.id.is_some() {
+                        core.plan.attempt.policy_id.clone_from(&res.policy.id);
+                    }
+                    core.planned = true;
+                },
+            );
             match lean {
                 Some(Ok(())) => return None,
                 Some(Err(reason)) => return Some(Error::BudgetDenied { reason }),
                 None => {}
             }
         }
-        self.start(capture, sequential)
+        self.start(look.capture, sequential)
     }
 
     /// Stands for a plain first attempt that ran before the engine existed
