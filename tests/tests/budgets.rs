@@ -688,3 +688,23 @@ async fn j_registry_builtins_trimming_and_late_registration() {
     assert!(matches!(second, Err(TestError::Failed(1))), "{second:?}");
     assert_eq!((budget.consulted.get(), budget.released.get()), (1, 1));
 }
+
+// A catalog budget of `kind = "custom"` is the one registered in code under
+// its name; unregistered, the missing-budget mode applies (nothing is built
+// from the declaration).
+#[tokio::test(start_paused = true)]
+async fn a_custom_catalog_budget_is_the_one_registered_in_code() {
+    let key = recourse::key!("budgets.Custom");
+    let quota = CountingBudget::new();
+    let executor = Executor::builder().budget("tenant_quota", quota.clone()).build();
+    let result: Result<u32, TestError> = executor.call(key, || async { Ok(7) }).await;
+    assert_eq!(result.unwrap(), 7);
+    assert_eq!((quota.consulted.get(), quota.released.get()), (1, 1), "the registered budget gated the attempt");
+
+    let unregistered = Executor::builder().missing_budget(FailureMode::Deny).build();
+    let denied: Result<u32, TestError> = unregistered.call(key, || async { Ok(7) }).await;
+    assert!(
+        matches!(&denied, Err(TestError::Recourse(recourse::Error::BudgetDenied { reason })) if reason == reason::BUDGET_NOT_FOUND),
+        "{denied:?}"
+    );
+}

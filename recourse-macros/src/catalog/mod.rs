@@ -23,6 +23,12 @@ pub(crate) use parse::{BudgetDeclSpec, BudgetRefSpec, PolicySpec};
 /// Built-in classifier names every executor registers.
 pub(crate) const BUILTIN_CLASSIFIERS: &[&str] = &["always", "never", "auto"];
 
+/// Built-in budget names every executor registers.
+pub(crate) const BUILTIN_BUDGETS: &[&str] = &["unlimited"];
+
+/// Built-in hedge trigger names every executor registers.
+pub(crate) const BUILTIN_TRIGGERS: &[&str] = &["fixed_delay", "p50", "p90", "p95", "p99"];
+
 /// A parsed catalog.
 #[derive(Debug)]
 pub(crate) struct Catalog {
@@ -33,6 +39,8 @@ pub(crate) struct Catalog {
     pub(crate) shown: String,
     pub(crate) policies: BTreeMap<String, PolicyEntry>,
     pub(crate) classifiers: Vec<String>,
+    /// `[triggers] names = [...]`: hedge triggers registered in code.
+    pub(crate) triggers: Vec<String>,
     /// `[budgets.<name>]` declarations.
     pub(crate) budgets: BTreeMap<String, BudgetDeclSpec>,
     /// Problems that concern the whole file (syntax, unknown tables,

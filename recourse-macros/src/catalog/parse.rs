@@ -25,7 +25,12 @@ pub(crate) struct BudgetRefSpec {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum BudgetDeclSpec {
     Unlimited,
-    TokenBucket { capacity: u32, refill_per_sec: f64 },
+    TokenBucket {
+        capacity: u32,
+        refill_per_sec: f64,
+    },
+    /// Registered in code under this name (`kind = "custom"`).
+    Custom,
 }
 
 /// A `.hedge` sub-table.
@@ -91,7 +96,7 @@ const POLICY_FIELDS: &[&str] = &[
 ];
 const HEDGE_FIELDS: &[&str] = &["enabled", "max_hedges", "delay", "trigger", "budget", "cancel_on_first_terminal"];
 const CIRCUIT_FIELDS: &[&str] = &["enabled", "threshold", "cooldown", "failure_ratio", "window", "min_throughput"];
-const TOP_LEVEL: &[&str] = &["policies", "budgets", "classifiers"];
+const TOP_LEVEL: &[&str] = &["policies", "budgets", "classifiers", "triggers"];
 
 /// Reads `[package.metadata.recourse] catalog` from a Cargo manifest.
 pub(super) fn metadata_catalog(manifest: &str) -> Option<String> {
@@ -128,6 +133,7 @@ pub(super) fn parse(text: &str, path: PathBuf, shown: &str) -> Catalog {
         shown: shown.to_owned(),
         policies: BTreeMap::new(),
         classifiers: Vec::new(),
+        triggers: Vec::new(),
         budgets: BTreeMap::new(),
         errors: Vec::new(),
     };
@@ -143,33 +149,91 @@ pub(super) fn parse(text: &str, path: PathBuf, shown: &str) -> Catalog {
         match &**key.get_ref() {
             "policies" => parse_policies(&ctx, value, &mut catalog),
             "budgets" => parse_budgets(&ctx, value, &mut catalog.errors, &mut catalog.budgets),
-            "classifiers" => parse_classifiers(&ctx, value, &mut catalog),
+            "classifiers" => parse_names(&ctx, value, "classifiers", &mut catalog.errors, &mut catalog.classifiers),
+            "triggers" => parse_names(&ctx, value, "triggers", &mut catalog.errors, &mut catalog.triggers),
             _ => catalog.errors.push(unknown_field(
                 &ctx,
                 key,
-                "the catalog (expected `[policies.\"svc.Op\"]`, `[budgets.name]` or `[classifiers]`)",
+                "the catalog (expected `[policies.\"svc.Op\"]`, `[budgets.name]`, `[classifiers]` or `[triggers]`)",
                 TOP_LEVEL,
             )),
         }
     }
-    // Classifier names are checked once every table is read (the
-    // `[classifiers]` table may come after the policies that use it).
-    let names: Vec<String> = catalog.classifiers.clone();
-    for (key, entry) in &mut catalog.policies {
-        if let Some(name) = &entry.spec.classifier
-            && !super::BUILTIN_CLASSIFIERS.contains(&name.as_str())
-            && !names.contains(name)
-        {
-            let candidates = super::BUILTIN_CLASSIFIERS.iter().copied().chain(names.iter().map(String::as_str));
-            let hint = suggest(name, candidates).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
-            entry.errors.push(format!(
-                "{shown}:{}: policies.\"{key}\".classifier = \"{name}\" is not a known classifier; {hint}built-ins are {}; declare others in `[classifiers] names = [...]`",
-                entry.line,
-                super::BUILTIN_CLASSIFIERS.join(", ")
-            ));
+    // Names are checked once every table is read (the tables that declare
+    // them may come after the policies that use them).
+    let classifiers: Vec<&str> = catalog.classifiers.iter().map(String::as_str).collect();
+    let budgets: Vec<&str> = catalog.budgets.keys().map(String::as_str).collect();
+    let triggers: Vec<&str> = catalog.triggers.iter().map(String::as_str).collect();
+    let kinds = [
+        Names {
+            what: "classifier",
+            builtins: super::BUILTIN_CLASSIFIERS,
+            declared: &classifiers,
+            declare: "`[classifiers] names = [...]`",
+        },
+        Names {
+            what: "budget",
+            builtins: super::BUILTIN_BUDGETS,
+            declared: &budgets,
+            declare: "`[budgets.<name>]` (`kind = \"custom\"` for one registered in code)",
+        },
+        Names {
+            what: "hedge trigger",
+            builtins: super::BUILTIN_TRIGGERS,
+            declared: &triggers,
+            declare: "`[triggers] names = [...]`",
+        },
+    ];
+    let [classifier_names, budget_names, trigger_names] = &kinds;
+    let mut problems = Vec::new();
+    for (key, entry) in &catalog.policies {
+        let spec = &entry.spec;
+        let hedge = spec.hedge.as_ref();
+        let references = [
+            ("classifier", spec.classifier.as_deref(), classifier_names),
+            ("budget", spec.budget.as_ref().map(|b| b.name.as_str()), budget_names),
+            ("hedge.budget", hedge.and_then(|h| h.budget.as_ref()).map(|b| b.name.as_str()), budget_names),
+            ("hedge.trigger", hedge.and_then(|h| h.trigger.as_deref()), trigger_names),
+        ];
+        for (field, name, names) in references {
+            if let Some(name) = name.filter(|name| !name.trim().is_empty())
+                && let Some(problem) = names.problem(shown, entry.line, key, field, name.trim())
+            {
+                problems.push((key.clone(), problem));
+            }
+        }
+    }
+    for (key, problem) in problems {
+        if let Some(entry) = catalog.policies.get_mut(&key) {
+            entry.errors.push(problem);
         }
     }
     catalog
+}
+
+/// The names of one kind a policy may reference: built in, or declared.
+struct Names<'a> {
+    what: &'static str,
+    builtins: &'static [&'static str],
+    declared: &'a [&'a str],
+    declare: &'static str,
+}
+
+impl Names<'_> {
+    /// Why `name`, referenced by `policies."<key>".<field>`, is unknown.
+    fn problem(&self, shown: &str, line: usize, key: &str, field: &str, name: &str) -> Option<String> {
+        if self.builtins.contains(&name) || self.declared.contains(&name) {
+            return None;
+        }
+        let candidates = self.builtins.iter().chain(self.declared).copied();
+        let hint = suggest(name, candidates).map(|s| format!("did you mean \"{s}\"? ")).unwrap_or_default();
+        let what = self.what;
+        Some(format!(
+            "{shown}:{line}: policies.\"{key}\".{field} = \"{name}\" is not a known {what}; {hint}built-ins are {}; declare others in {}",
+            self.builtins.join(", "),
+            self.declare
+        ))
+    }
 }
 
 fn parse_policies(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, catalog: &mut Catalog) {
@@ -317,7 +381,21 @@ fn parse_budgets(
         let kind = fields.get("kind").map(|k| (k, k.get_ref().as_str()));
         match kind {
             None => {
-                errors.push(ctx.at(name, format!("{path} needs `kind = \"token_bucket\"` or `kind = \"unlimited\"`")));
+                errors.push(ctx.at(
+                    name,
+                    format!("{path} needs `kind = \"token_bucket\"`, `kind = \"unlimited\"` or `kind = \"custom\"`"),
+                ));
+            }
+            Some((_, Some("custom"))) => {
+                budgets.insert(name.get_ref().trim().to_owned(), BudgetDeclSpec::Custom);
+                for (key, _) in fields.iter().filter(|(k, _)| k.get_ref() != "kind") {
+                    errors.push(unknown_field(
+                        ctx,
+                        key,
+                        &format!("{path} (kind \"custom\" is configured in code)"),
+                        &["kind"],
+                    ));
+                }
             }
             Some((_, Some("unlimited"))) => {
                 budgets.insert(name.get_ref().trim().to_owned(), BudgetDeclSpec::Unlimited);
@@ -353,31 +431,39 @@ fn parse_budgets(
                     errors.push(ctx.at(name, format!("{path} (a token bucket) needs `capacity`")));
                 }
             }
-            Some((k, _)) => errors.push(ctx.at(k, format!("{path}.kind must be \"token_bucket\" or \"unlimited\""))),
+            Some((k, _)) => {
+                errors.push(ctx.at(k, format!("{path}.kind must be \"token_bucket\", \"unlimited\" or \"custom\"")));
+            }
         }
     }
 }
 
-fn parse_classifiers(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, catalog: &mut Catalog) {
-    let Some(table) = value.get_ref().as_table() else {
-        catalog
-            .errors
-            .push(ctx.at(value, "`classifiers` must be a table: `[classifiers] names = [\"my_classifier\"]`"));
+/// `[classifiers] names = [...]` or `[triggers] names = [...]`: names
+/// registered in code.
+fn parse_names(
+    ctx: &Ctx<'_>,
+    value: &Spanned<DeValue<'_>>,
+    table: &str,
+    errors: &mut Vec<String>,
+    names: &mut Vec<String>,
+) {
+    let Some(fields) = value.get_ref().as_table() else {
+        errors.push(ctx.at(value, format!("`{table}` must be a table: `[{table}] names = [\"my_name\"]`")));
         return;
     };
-    for (key, value) in table {
+    for (key, value) in fields {
         if key.get_ref() != "names" {
-            catalog.errors.push(unknown_field(ctx, key, "[classifiers]", &["names"]));
+            errors.push(unknown_field(ctx, key, &format!("[{table}]"), &["names"]));
             continue;
         }
-        let Some(array) = value.get_ref().as_array() else {
-            catalog.errors.push(ctx.at(value, "classifiers.names must be an array of strings"));
+        let Some(items) = value.get_ref().as_array() else {
+            errors.push(ctx.at(value, format!("{table}.names must be an array of strings")));
             continue;
         };
-        for item in array {
+        for item in items {
             match item.get_ref().as_str() {
-                Some(name) if !name.trim().is_empty() => catalog.classifiers.push(name.trim().to_owned()),
-                _ => catalog.errors.push(ctx.at(item, "classifiers.names must hold non-empty strings")),
+                Some(name) if !name.trim().is_empty() => names.push(name.trim().to_owned()),
+                _ => errors.push(ctx.at(item, format!("{table}.names must hold non-empty strings"))),
             }
         }
     }
@@ -608,6 +694,32 @@ names = ["mine"]
         assert!(all.contains("below 1ms"), "{all}");
         assert!(all.contains("unknown field `retries`"), "{all}");
         assert!(all.contains("\"htp\" is not a known classifier"), "{all}");
+    }
+
+    #[test]
+    fn every_referenced_name_is_built_in_or_declared() {
+        let c = catalog(
+            "[policies.\"a.b\"]\nbudget = \"payment\"\n[policies.\"a.b\".hedge]\nbudget = \"hedges\"\ntrigger = \"p9\"\n\
+             [policies.\"a.ok\"]\nbudget = { name = \"payments\", cost = 2 }\n[policies.\"a.ok\".hedge]\nbudget = \"unlimited\"\ntrigger = \"slow_tail\"\n\
+             [budgets.payments]\nkind = \"custom\"\n[triggers]\nnames = [\"slow_tail\"]\n",
+        );
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert!(c.policies["a.ok"].errors.is_empty(), "{:?}", c.policies["a.ok"].errors);
+        assert!(matches!(c.budgets.get("payments"), Some(BudgetDeclSpec::Custom)));
+        assert_eq!(c.triggers, ["slow_tail"]);
+        let all = c.policies["a.b"].errors.join("\n");
+        assert!(
+            all.contains("policies.\"a.b\".budget = \"payment\" is not a known budget; did you mean \"payments\"?"),
+            "{all}"
+        );
+        assert!(all.contains("policies.\"a.b\".hedge.budget = \"hedges\" is not a known budget"), "{all}");
+        assert!(
+            all.contains("policies.\"a.b\".hedge.trigger = \"p9\" is not a known hedge trigger; did you mean \"p90\"?"),
+            "{all}"
+        );
+        assert_eq!(c.policies["a.b"].errors.len(), 3, "{all}");
+        let c = catalog("[budgets.x]\nkind = \"custom\"\ncapacity = 3\n[triggers]\nname = [\"t\"]\n");
+        assert_eq!(c.errors.len(), 2, "{:?}", c.errors);
     }
 
     #[test]

@@ -259,6 +259,8 @@ fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &Catalog) -> 
     names.dedup();
     let decls = names.into_iter().filter_map(|name| {
         let decl = match catalog.budgets.get(name)? {
+            // Registered in code: the executor's registry answers for it.
+            BudgetDeclSpec::Custom => return None,
             BudgetDeclSpec::Unlimited => quote!(#private::BudgetDecl::Unlimited),
             BudgetDeclSpec::TokenBucket { capacity, refill_per_sec } => {
                 let capacity = u64::from(*capacity);
