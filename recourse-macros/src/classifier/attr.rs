@@ -113,7 +113,7 @@ impl Attrs<'_> {
         let span = meta.path.span();
         let Some(name) = known_key(&meta.path) else {
             let path = meta.path.to_token_stream().to_string().replace(' ', "");
-            let message = match KEYS.into_iter().find(|key| edit_distance(key, &path) <= 2) {
+            let message = match crate::key::suggest(&path, KEYS) {
                 Some(key) => format!("unknown `classify` argument `{path}`; did you mean `{key}`?"),
                 None => format!("unknown `classify` argument `{path}`"),
             };
@@ -199,22 +199,6 @@ const KEYS: [&str; 9] =
 fn known_key(path: &syn::Path) -> Option<&'static str> {
     let ident = path.get_ident()?.to_string();
     KEYS.into_iter().find(|key| *key == ident)
-}
-
-/// Levenshtein distance, for "did you mean" (keys are short and ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// Consumes an unknown key's value (`= expr` or `(...)`), so the keys after

@@ -4,7 +4,11 @@ use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
 
 use crate::error::Errors;
+use crate::key::suggest;
 use crate::runtime_path::RuntimePath;
+
+/// The arguments `#[recourse]` takes.
+const KNOWN: [&str; 4] = ["policy", "classifier", "executor", "crate"];
 
 pub(crate) struct Args {
     pub(crate) policy: syn::LitStr,
@@ -21,38 +25,55 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Args> {
     let mut classifier: Option<syn::LitStr> = None;
     let mut executor: Option<syn::Expr> = None;
     let mut runtime: Option<RuntimePath> = None;
+    // Every argument is read, so that one bad argument neither hides the
+    // next nor makes a `policy` after it look missing.
     let parser = syn::meta::parser(|meta| {
-        let duplicate =
-            |meta: &syn::meta::ParseNestedMeta<'_>, name: &str| meta.error(format!("duplicate `{name}` argument"));
-        if meta.path.is_ident("policy") {
-            let lit: syn::LitStr = meta.value()?.parse()?;
-            if policy.is_some() {
-                return Err(duplicate(&meta, "policy"));
+        let name = meta.path.get_ident().map_or_else(|| "?".to_owned(), ToString::to_string);
+        let duplicate = |meta: &syn::meta::ParseNestedMeta<'_>| meta.error(format!("duplicate `{name}` argument"));
+        match name.as_str() {
+            "policy" => {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                match policy {
+                    Some(_) => errors.push(duplicate(&meta)),
+                    None => policy = Some(lit),
+                }
             }
-            policy = Some(lit);
-        } else if meta.path.is_ident("classifier") {
-            let lit: syn::LitStr = meta.value()?.parse()?;
-            if classifier.is_some() {
-                return Err(duplicate(&meta, "classifier"));
+            "classifier" => {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                match classifier {
+                    Some(_) => errors.push(duplicate(&meta)),
+                    None => classifier = Some(lit),
+                }
             }
-            classifier = Some(lit);
-        } else if meta.path.is_ident("executor") {
-            let expr: syn::Expr = meta.value()?.parse()?;
-            if executor.is_some() {
-                return Err(duplicate(&meta, "executor"));
+            "executor" => {
+                let expr: syn::Expr = meta.value()?.parse()?;
+                match executor {
+                    Some(_) => errors.push(duplicate(&meta)),
+                    None => executor = Some(expr),
+                }
             }
-            executor = Some(expr);
-        } else if meta.path.is_ident("crate") {
-            let lit: syn::LitStr = meta.value()?.parse()?;
-            if runtime.is_some() {
-                return Err(duplicate(&meta, "crate"));
+            "crate" => {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                match runtime {
+                    Some(_) => errors.push(duplicate(&meta)),
+                    None => match RuntimePath::from_lit(&lit) {
+                        Ok(path) => runtime = Some(path),
+                        Err(e) => errors.push(e),
+                    },
+                }
             }
-            runtime = Some(RuntimePath::from_lit(&lit)?);
-        } else {
-            let name = meta.path.get_ident().map_or_else(|| "?".to_owned(), ToString::to_string);
-            return Err(meta.error(format!(
-                "unknown `recourse` argument `{name}`; expected `policy`, `classifier`, `executor` or `crate`"
-            )));
+            _ => {
+                let hint = suggest(&name, KNOWN).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
+                errors.push(meta.error(format!(
+                    "unknown `recourse` argument `{name}`; {hint}expected `policy`, `classifier`, `executor` or `crate`"
+                )));
+                // Skip its value, so the arguments after it are read too.
+                if meta.input.peek(syn::Token![=]) {
+                    let _: syn::Expr = meta.value()?.parse()?;
+                } else if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+                    let _: proc_macro2::Group = meta.input.parse()?;
+                }
+            }
         }
         Ok(())
     });
