@@ -52,9 +52,19 @@ impl<T, E> RecourseResult for Result<T, E> {
 pub fn check_result<R>()
 where
     R: RecourseResult,
-    R::Error: Classify + From<Error> + 'static,
+    R::Error: Classify + FromRecourseError + 'static,
 {
 }
+
+/// An error type that recourse's own errors convert into.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot hold a `recourse::Error`, which the call returns when recourse itself ends it (budget denied, circuit open, deadline)",
+    label = "no `From<recourse::Error>` for this error type",
+    note = "add a variant `Recourse(#[from] recourse::Error)` (thiserror), or `impl From<recourse::Error> for {Self}`"
+)]
+pub trait FromRecourseError: From<Error> {}
+
+impl<E: From<Error>> FromRecourseError for E {}
 
 /// The outcome of a variant that holds a `recourse::Error`: always an
 /// abort, with the error's own reason (`budget_denied`, `circuit_open`, ...).
