@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod catalog_macro;
 mod classifier;
 mod error;
 mod key;
@@ -184,6 +185,26 @@ pub fn recourse(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn key(input: TokenStream) -> TokenStream {
     key_macro::expand(input.into()).into()
+}
+
+/// The invoking crate's policy catalog (`recourse.toml`), checked whole at
+/// compile time and embedded as a `&'static recourse::Catalog`.
+///
+/// Hand it to the executor at start-up: its policies become the
+/// executor's base layer, and `try_build()` names every classifier, budget
+/// (`kind = "custom"`) and hedge trigger the catalog declares that the
+/// builder did not register.
+///
+/// ```ignore
+/// let executor = recourse::Executor::builder()
+///     .catalog(recourse::catalog!())
+///     .classifier("billing", billing_classifier)
+///     .try_build()?;
+/// recourse::install(executor);
+/// ```
+#[proc_macro]
+pub fn catalog(input: TokenStream) -> TokenStream {
+    catalog_macro::expand(input.into()).into()
 }
 
 /// Derives `recourse::Classify` for an error enum (or struct), so the

@@ -67,13 +67,13 @@ pub mod __private;
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc(inline)]
-pub use recourse_macros::{Classifier, key, recourse};
+pub use recourse_macros::{Classifier, catalog, key, recourse};
 
 use std::future::Future;
 
 pub use classify::{Classifier, Classify, Outcome, OutcomeKind};
 pub use error::{Component, Error, PanicError};
-pub use executor::{CallKey, CheckedKey, Executor, ExecutorBuilder, FailureMode, global, install};
+pub use executor::{BuildError, CallKey, Catalog, CheckedKey, Executor, ExecutorBuilder, FailureMode, global, install};
 pub use observe::{Attempt, AttemptRecord, Timeline, attempt, capture};
 pub use policy::{Policy, PolicyKey};
 

@@ -10,7 +10,7 @@ pub use crate::classify::{Classify, Outcome, OutcomeKind};
 // `#[recourse]` support: call sites, compiled catalog policies and the
 // sequential (`&mut`) driver.
 pub use crate::Error;
-pub use crate::executor::catalog::{BudgetDecl, CatalogSpec, CircuitSpec, HedgeSpec};
+pub use crate::executor::catalog::{BudgetDecl, Catalog, CatalogSpec, CircuitSpec, HedgeSpec};
 pub use crate::executor::drive::Sequential;
 pub use crate::executor::site::{CallSite, CheckedKey};
 pub use crate::executor::{Executor, global};

@@ -206,7 +206,7 @@ fn budget(private: &TokenStream, budget: Option<&BudgetRefSpec>) -> TokenStream 
     )
 }
 
-fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &Catalog) -> TokenStream {
+pub(crate) fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &Catalog) -> TokenStream {
     let id = some(private, spec.id.as_deref());
     let max_attempts = some(private, spec.max_attempts);
     let initial = duration(private, spec.initial_backoff);

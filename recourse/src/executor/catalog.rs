@@ -132,3 +132,62 @@ fn set<T>(slot: &mut T, value: Option<T>) {
         *slot = value;
     }
 }
+
+/// A crate's policy catalog (`recourse.toml`), checked at compile time and
+/// embedded by [`recourse::catalog!()`](crate::catalog!).
+///
+/// Hand it to [`ExecutorBuilder::catalog`](super::ExecutorBuilder::catalog):
+/// its policies become the executor's base layer, and
+/// [`try_build`](super::ExecutorBuilder::try_build) names every name it
+/// declares that the builder did not register.
+#[derive(Debug)]
+pub struct Catalog {
+    path: &'static str,
+    policies: &'static [(PolicyKey, CatalogSpec)],
+    classifiers: &'static [&'static str],
+    custom_budgets: &'static [&'static str],
+    triggers: &'static [&'static str],
+}
+
+impl Catalog {
+    #[doc(hidden)]
+    pub const fn new(
+        path: &'static str,
+        policies: &'static [(PolicyKey, CatalogSpec)],
+        classifiers: &'static [&'static str],
+        custom_budgets: &'static [&'static str],
+        triggers: &'static [&'static str],
+    ) -> Self {
+        Self { path, policies, classifiers, custom_budgets, triggers }
+    }
+
+    /// The catalog file, as the build found it.
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    /// The keys it declares a policy for.
+    pub fn keys(&self) -> impl Iterator<Item = &PolicyKey> {
+        self.policies.iter().map(|(key, _)| key)
+    }
+
+    /// The policy it declares for `key`, normalized, source `catalog`.
+    pub fn policy(&self, key: &PolicyKey) -> Option<Policy> {
+        self.policies.iter().find(|(k, _)| k == key).map(|(key, spec)| spec.to_policy(key.clone()))
+    }
+
+    /// Classifiers it declares (`[classifiers] names`), registered in code.
+    pub fn classifiers(&self) -> &'static [&'static str] {
+        self.classifiers
+    }
+
+    /// Budgets it declares with `kind = "custom"`, registered in code.
+    pub fn custom_budgets(&self) -> &'static [&'static str] {
+        self.custom_budgets
+    }
+
+    /// Hedge triggers it declares (`[triggers] names`), registered in code.
+    pub fn triggers(&self) -> &'static [&'static str] {
+        self.triggers
+    }
+}

@@ -30,8 +30,30 @@ use crate::policy::{Policy, PolicyKey};
 use crate::provider::{PolicyProvider, StaticProvider};
 
 pub(crate) use backoff::Rng;
+pub use catalog::Catalog;
 pub use site::{CallKey, CheckedKey};
 pub use time::{Clock, SleepFuture, Sleeper};
+
+/// What [`ExecutorBuilder::try_build`] reports: the names a catalog
+/// declares that the builder did not register.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{catalog} declares {} that the executor does not register: {}; register each with `ExecutorBuilder::classifier`, `::budget` or `::trigger`",
+    if missing.len() == 1 { "a name" } else { "names" },
+    missing.iter().map(|(kind, name)| format!("{kind} \"{name}\"")).collect::<Vec<_>>().join(", ")
+)]
+pub struct BuildError {
+    catalog: &'static str,
+    missing: Vec<(&'static str, &'static str)>,
+}
+
+impl BuildError {
+    /// Each missing registration: its kind (`classifier`, `budget`,
+    /// `hedge trigger`) and name.
+    pub fn missing(&self) -> &[(&'static str, &'static str)] {
+        &self.missing
+    }
+}
 
 /// What to do when a plug-in a policy needs is missing or failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -267,6 +289,7 @@ pub struct ExecutorBuilder {
     recover_panics: bool,
     time: time::Time,
     seed: Option<u64>,
+    catalog: Option<&'static Catalog>,
 }
 
 impl Default for ExecutorBuilder {
@@ -290,6 +313,7 @@ impl Default for ExecutorBuilder {
             recover_panics: false,
             time: time::Time::default(),
             seed: None,
+            catalog: None,
         }
     }
 }
@@ -426,7 +450,52 @@ impl ExecutorBuilder {
     }
 
     /// Builds the executor.
+    /// The crate's checked catalog (`recourse::catalog!()`): its policies
+    /// become the executor's base layer (below the builder's policies and
+    /// the provider), and [`try_build`](Self::try_build) checks that every
+    /// classifier, custom budget and hedge trigger it declares is
+    /// registered.
+    ///
+    /// ```ignore
+    /// let executor = recourse::Executor::builder().catalog(recourse::catalog!()).try_build()?;
+    /// ```
+    pub fn catalog(mut self, catalog: &'static Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Builds the executor, or names every classifier, custom budget and
+    /// hedge trigger the catalog (see [`catalog`](Self::catalog)) declares
+    /// and the builder did not register: a forgotten registration is found
+    /// at start-up, not in an incident.
+    pub fn try_build(self) -> Result<Executor, BuildError> {
+        let catalog = self.catalog;
+        let executor = self.build_unchecked();
+        let Some(catalog) = catalog else { return Ok(executor) };
+        let inner = &executor.inner;
+        let mut missing = Vec::new();
+        missing.extend(
+            catalog.classifiers().iter().filter(|n| inner.classifiers.get(n).is_none()).map(|n| ("classifier", *n)),
+        );
+        missing
+            .extend(catalog.custom_budgets().iter().filter(|n| inner.budgets.get(n).is_none()).map(|n| ("budget", *n)));
+        missing.extend(
+            catalog.triggers().iter().filter(|n| inner.triggers.get(n).is_none()).map(|n| ("hedge trigger", *n)),
+        );
+        if missing.is_empty() { Ok(executor) } else { Err(BuildError { catalog: catalog.path(), missing }) }
+    }
+
+    /// Builds the executor.
+    ///
+    /// # Panics
+    ///
+    /// With a [`catalog`](Self::catalog) that declares names the builder
+    /// did not register, with [`try_build`](Self::try_build)'s message.
     pub fn build(self) -> Executor {
+        self.try_build().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn build_unchecked(self) -> Executor {
         let classifiers = self.classifiers.unwrap_or_else(|| Arc::new(Registry::with_builtins()));
         for (name, classifier) in self.extra_classifiers {
             classifiers.register_arc(&name, classifier);
@@ -444,11 +513,16 @@ impl ExecutorBuilder {
             _ => Some(Arc::new(self.observers)),
         };
         let provider_changes = self.provider.is_some();
-        let provider: Arc<dyn PolicyProvider> = match (self.provider, self.policies.is_empty()) {
+        let mut provider: Arc<dyn PolicyProvider> = match (self.provider, self.policies.is_empty()) {
             (None, _) => Arc::new(self.policies),
             (Some(provider), true) => provider,
             (Some(provider), false) => Arc::new(resolve::Layered { first: self.policies, then: provider }),
         };
+        if let Some(catalog) = self.catalog {
+            let base =
+                catalog.keys().filter_map(|key| catalog.policy(key)).fold(StaticProvider::new(), StaticProvider::with);
+            provider = Arc::new(resolve::Below { first: provider, then: base });
+        }
         let mut single = Policy::zero(PolicyKey::default());
         single.retry.max_attempts = 1;
         Executor {

@@ -27,6 +27,26 @@ pub(crate) struct Layered {
     pub(crate) then: Arc<dyn PolicyProvider>,
 }
 
+/// A provider over a static base layer (the catalog's policies), consulted
+/// when the provider has no answer.
+pub(crate) struct Below {
+    pub(crate) first: Arc<dyn PolicyProvider>,
+    pub(crate) then: StaticProvider,
+}
+
+impl PolicyProvider for Below {
+    fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
+        match self.first.policy(key)? {
+            Some(policy) => Ok(Some(policy)),
+            None => self.then.policy(key),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.first.generation()
+    }
+}
+
 impl PolicyProvider for Layered {
     fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
         match self.first.policy(key)? {
