@@ -521,7 +521,7 @@ impl ExecutorBuilder {
         if let Some(catalog) = self.catalog {
             let base =
                 catalog.keys().filter_map(|key| catalog.policy(key)).fold(StaticProvider::new(), StaticProvider::with);
-            provider = Arc::new(resolve::Below { first: provider, then: base });
+            provider = Arc::new(resolve::Layered { first: provider, then: base });
         }
         let mut single = Policy::zero(PolicyKey::default());
         single.retry.max_attempts = 1;

@@ -19,22 +19,17 @@ use crate::classify::Classifier;
 use crate::error::{Component, Error, PanicError};
 use crate::hedge::{HedgeTrigger, LatencyTracker};
 use crate::policy::{BudgetRef, Policy, PolicyKey};
-use crate::provider::{PolicyProvider, ProviderError, ProviderErrorKind, StaticProvider};
+use crate::provider::{PolicyProvider, ProviderError, ProviderErrorKind};
 
-/// Static policies given to the builder, consulted before the provider.
-pub(crate) struct Layered {
-    pub(crate) first: StaticProvider,
-    pub(crate) then: Arc<dyn PolicyProvider>,
+/// Two providers, the first asked first: the builder's static policies
+/// over the provider, or the provider over the catalog's policies (the
+/// base layer).
+pub(crate) struct Layered<A, B> {
+    pub(crate) first: A,
+    pub(crate) then: B,
 }
 
-/// A provider over a static base layer (the catalog's policies), consulted
-/// when the provider has no answer.
-pub(crate) struct Below {
-    pub(crate) first: Arc<dyn PolicyProvider>,
-    pub(crate) then: StaticProvider,
-}
-
-impl PolicyProvider for Below {
+impl<A: PolicyProvider, B: PolicyProvider> PolicyProvider for Layered<A, B> {
     fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
         match self.first.policy(key)? {
             Some(policy) => Ok(Some(policy)),
@@ -43,20 +38,7 @@ impl PolicyProvider for Below {
     }
 
     fn generation(&self) -> u64 {
-        self.first.generation()
-    }
-}
-
-impl PolicyProvider for Layered {
-    fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
-        match self.first.policy(key)? {
-            Some(policy) => Ok(Some(policy)),
-            None => self.then.policy(key),
-        }
-    }
-
-    fn generation(&self) -> u64 {
-        self.then.generation()
+        self.first.generation().wrapping_add(self.then.generation())
     }
 }
 
