@@ -708,3 +708,22 @@ async fn a_custom_catalog_budget_is_the_one_registered_in_code() {
         "{denied:?}"
     );
 }
+
+// The timeline says which missing-budget mode let the call through or
+// stopped it, so `allow` and `allow_unsafe` (both admit) are told apart.
+#[tokio::test(start_paused = true)]
+async fn the_timeline_names_the_missing_budget_mode() {
+    for (mode, expected) in [
+        (FailureMode::Allow, "ghost not found; attempts allowed (allow)"),
+        (FailureMode::AllowUnsafe, "ghost not found; attempts allowed (allow_unsafe)"),
+        (FailureMode::Fallback, "ghost not found; attempts denied (fallback)"),
+        (FailureMode::Deny, "ghost not found; attempts denied (deny)"),
+    ] {
+        let executor = Executor::builder()
+            .policy(Policy::builder(KEY).max_attempts(1).budget("ghost").build())
+            .missing_budget(mode)
+            .build();
+        let (_, timeline) = recourse::capture(executor.call(KEY, || async { Ok::<_, TestError>(1) })).await;
+        assert_eq!(timeline.attributes.get("budget_missing"), Some(expected), "{mode:?}");
+    }
+}

@@ -736,7 +736,7 @@ async fn missing_trigger_allow_runs_without_hedges() {
     let (result, calls, timeline, _) = call_with_missing_trigger(Some(FailureMode::Allow)).await;
     assert_eq!(result.unwrap(), 3);
     assert_eq!(calls, 1, "no hedge, although the op outlives the 10 ms delay");
-    assert_eq!(timeline.attributes.get("trigger_fallback"), Some("trigger nope not found; hedging off"));
+    assert_eq!(timeline.attributes.get("trigger_fallback"), Some("trigger nope not found; hedging off (allow)"));
     assert_eq!(shape(&timeline), [(0, false, 0, OutcomeKind::Success)]);
 }
 
@@ -747,10 +747,11 @@ async fn missing_trigger_fallback_hedges_on_the_fixed_delay() {
         assert_eq!(executor.missing_trigger_mode(), mode.unwrap_or(FailureMode::Fallback), "default: fallback");
         assert_eq!(result.unwrap(), 3);
         assert_eq!(calls, 2, "{mode:?}: a hedge launched at the 10 ms fixed delay");
+        let mode_name = mode.unwrap_or(FailureMode::Fallback).as_str();
         assert_eq!(
             timeline.attributes.get("trigger_fallback"),
-            Some("trigger nope not found; fixed delay used"),
-            "{mode:?}"
+            Some(format!("trigger nope not found; fixed delay used ({mode_name})").as_str()),
+            "{mode:?}: the timeline says which mode substituted the trigger"
         );
         assert_eq!(
             shape(&timeline),

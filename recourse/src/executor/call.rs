@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Inner;
 use super::attempt::{Gate, Plan};
 use super::backoff::next_backoff;
 use super::record::Watcher;
 use super::resolve::{BudgetSlot, PolicyNote, Res, Source};
+use super::{FailureMode, Inner};
 use crate::budget::{AttemptKind, BudgetDecisionEvent, Release, reason};
 use crate::circuit::{self, Breaker};
 use crate::classify::{ErrorView, Outcome, OutcomeKind};
@@ -173,13 +173,22 @@ impl<'x, W: Watcher> Call<'x, W> {
                 return Some(error);
             }
         };
+        let inner = self.inner;
         self.watch.start(key, Some(&res.policy), |t| {
             if let Some(PolicyNote::ProviderFailed(error, mode)) = &res.note {
                 t.attributes.insert("policy_error", error.to_string());
                 t.attributes.insert("policy_fallback", mode.as_str());
             }
             if let Some(name) = &res.fallback_from {
-                t.attributes.insert("classifier_fallback", format!("{name} not found; default classifier used"));
+                let mode = inner.missing_classifier;
+                t.attributes
+                    .insert("classifier_fallback", format!("{name} not found; default classifier used ({mode})"));
+            }
+            if matches!(res.retry_budget, BudgetSlot::Missing) {
+                let (name, mode) = (res.policy.retry.budget.name.trim(), inner.missing_budget);
+                let what =
+                    if matches!(mode, FailureMode::Allow | FailureMode::AllowUnsafe) { "allowed" } else { "denied" };
+                t.attributes.insert("budget_missing", format!("{name} not found; attempts {what} ({mode})"));
             }
         });
         let mut hedging = res.policy.hedge.enabled && res.policy.hedge.max_hedges > 0 && res.trigger.is_some();

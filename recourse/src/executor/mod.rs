@@ -56,17 +56,32 @@ impl BuildError {
 }
 
 /// What to do when a plug-in a policy needs is missing or failed.
+///
+/// Each component has its own mode on the builder, and each mode means,
+/// per component (the timeline attribute that says so in brackets):
+///
+/// | mode | provider fails (`missing_policy`) | classifier not registered (`missing_classifier`) | budget not registered (`missing_budget`) | hedge trigger not registered (`missing_trigger`) |
+/// |---|---|---|---|---|
+/// | `Deny` (default for policies and budgets) | the call fails with [`Error::NoPolicy`](crate::Error::NoPolicy) | the call fails with [`Error::NoClassifier`](crate::Error::NoClassifier) | every attempt is denied: [`Error::BudgetDenied`](crate::Error::BudgetDenied) `budget_not_found` at the first | the call fails with [`Error::NoTrigger`](crate::Error::NoTrigger) |
+/// | `Allow` | one attempt (`policy_fallback = allow`) | the default classifier (`classifier_fallback … (allow)`) | every attempt is admitted (`budget_missing … allowed (allow)`) | no hedges (`trigger_fallback … hedging off (allow)`) |
+/// | `Fallback` (default for classifiers and triggers) | the provider's fallback policy, else the call site's catalog policy, else the default (`policy_fallback = fallback`) | the default classifier (`… (fallback)`) | every attempt is denied, as with `Deny` (`budget_missing … denied (fallback)`): a budget has no safe substitute | hedges on the fixed delay (`… fixed delay used (fallback)`) |
+/// | `AllowUnsafe` | as `Fallback`, marked fail-open (`policy_fallback = allow_unsafe`) | the default classifier (`… (allow_unsafe)`) | every attempt is admitted (`… allowed (allow_unsafe)`) | hedges on the fixed delay (`… (allow_unsafe)`) |
+///
+/// Missing names are better found at start-up: see
+/// [`ExecutorBuilder::try_build`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FailureMode {
-    /// Fail the call before any attempt runs.
+    /// Fail the call (a budget: deny every attempt).
     Deny,
-    /// Proceed minimally: one attempt for a missing policy; an allowed
-    /// attempt for a missing budget.
+    /// Proceed minimally: one attempt for a failed provider, no hedges for
+    /// a missing trigger, the default classifier, admitted attempts for a
+    /// missing budget.
     Allow,
     /// Proceed with a safe substitute: the provider's fallback policy, the
     /// call site's catalog policy or the default policy; the default
-    /// classifier.
+    /// classifier; the fixed-delay trigger. A missing budget has none and
+    /// denies.
     Fallback,
     /// Proceed as if nothing were missing (fail-open), and say so in the
     /// timeline.

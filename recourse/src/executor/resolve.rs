@@ -294,10 +294,11 @@ impl Inner {
         }
         match self.missing_trigger {
             FailureMode::Deny => Err(Error::NoTrigger { name: name.to_owned() }),
-            FailureMode::Allow => Ok((None, Some(format!("trigger {name} not found; hedging off")))),
-            FailureMode::Fallback | FailureMode::AllowUnsafe => {
-                Ok((Some(Arc::clone(&self.fixed_delay)), Some(format!("trigger {name} not found; fixed delay used"))))
-            }
+            FailureMode::Allow => Ok((None, Some(format!("trigger {name} not found; hedging off (allow)")))),
+            mode @ (FailureMode::Fallback | FailureMode::AllowUnsafe) => Ok((
+                Some(Arc::clone(&self.fixed_delay)),
+                Some(format!("trigger {name} not found; fixed delay used ({mode})")),
+            )),
         }
     }
 }
