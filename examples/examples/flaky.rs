@@ -56,14 +56,6 @@ impl Inventory {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    // At start-up: the crate's checked catalog as the executor's base layer;
-    // `try_build` would name any classifier, budget or trigger the catalog
-    // declares and this builder forgot to register.
-    let executor = recourse::Executor::builder()
-        .catalog(recourse::catalog!())
-        .try_build()
-        .expect("every name the catalog declares is registered");
-    let _ = recourse::install(executor);
     let inventory = Inventory { calls: AtomicU32::new(0), started: Instant::now() };
 
     println!("reserve(42) under \"inventory.Reserve\" (4 attempts, 20ms backoff x2, equal jitter):");
