@@ -326,10 +326,16 @@ fn rebind_params(sig: &mut syn::Signature, private: &TokenStream) -> Vec<TokenSt
                 rebind.push(quote!(#(#cfgs)* let #pattern = #source;));
             }
         } else {
-            // The clone is spanned on the parameter's type, so a missing
-            // `Clone` is reported there, not inside generated code.
+            // The whole clone expression is spanned on the parameter's type,
+            // so a missing `Clone` is reported on the argument, not on the
+            // attribute or inside generated code.
+            // The source binding keeps its own span: it was declared by this
+            // macro, and a foreign span would hide it by hygiene.
             let function = respan(quote!(#private::attempt_arg), ty.span());
-            let clone = quote!(#function(&#source));
+            let borrow = respan(quote!(&), ty.span());
+            let mut call_args = proc_macro2::Group::new(proc_macro2::Delimiter::Parenthesis, quote!(#borrow #source));
+            call_args.set_span(ty.span());
+            let clone = quote!(#function #call_args);
             rebind.push(quote!(#(#cfgs)* let #pattern = #clone;));
         }
     }
