@@ -26,9 +26,11 @@ use crate::provider::ProviderError;
 /// # let _ = ApiError::NotFound;
 /// ```
 ///
-/// `std::io::Error` converts from it too, and boxed errors
-/// (`Box<dyn Error + Send + Sync>`, `anyhow::Error`) through their blanket
-/// conversions.
+/// `std::io::Error` converts from it too and implements
+/// [`Classify`](crate::Classify), so `std::io::Result` works as a call's
+/// result. Boxed errors (`Box<dyn Error + Send + Sync>`, `anyhow::Error`)
+/// convert from it but do not implement `Classify` yet; wrap them in your
+/// own enum with `#[error(transparent)]` until they do.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
