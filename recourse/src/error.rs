@@ -26,11 +26,11 @@ use crate::provider::ProviderError;
 /// # let _ = ApiError::NotFound;
 /// ```
 ///
-/// `std::io::Error` converts from it too and implements
-/// [`Classify`](crate::Classify), so `std::io::Result` works as a call's
-/// result. Boxed errors (`Box<dyn Error + Send + Sync>`, `anyhow::Error`)
-/// convert from it but do not implement `Classify` yet; wrap them in your
-/// own enum with `#[error(transparent)]` until they do.
+/// `std::io::Error`, `Box<dyn Error + Send + Sync>` and, with the `anyhow`
+/// feature, `anyhow::Error` convert from it and implement
+/// [`Classify`](crate::Classify), so they work as a call's error type as
+/// they are; the default classifier looks through them to an io error or a
+/// `recourse::Error` in their `source()` chain.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

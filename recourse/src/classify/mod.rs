@@ -175,6 +175,9 @@ classify_as_std_error!(
     tokio::time::error::Elapsed => |e| e,
 );
 
+#[cfg(feature = "anyhow")]
+classify_as_std_error!(anyhow::Error => |e| &**e);
+
 /// I/O errors classify by [`std::io::ErrorKind`] (see [`io_outcome`]).
 impl Classify for std::io::Error {
     fn classify(&self) -> Option<Outcome> {
