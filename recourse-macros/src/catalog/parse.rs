@@ -386,26 +386,15 @@ fn parse_budgets(
                     format!("{path} needs `kind = \"token_bucket\"`, `kind = \"unlimited\"` or `kind = \"custom\"`"),
                 ));
             }
-            Some((_, Some("custom"))) => {
-                budgets.insert(name.get_ref().trim().to_owned(), BudgetDeclSpec::Custom);
+            Some((_, Some(kind @ ("custom" | "unlimited")))) => {
+                let (decl, why) = if kind == "custom" {
+                    (BudgetDeclSpec::Custom, "is configured in code")
+                } else {
+                    (BudgetDeclSpec::Unlimited, "takes no settings")
+                };
+                budgets.insert(name.get_ref().trim().to_owned(), decl);
                 for (key, _) in fields.iter().filter(|(k, _)| k.get_ref() != "kind") {
-                    errors.push(unknown_field(
-                        ctx,
-                        key,
-                        &format!("{path} (kind \"custom\" is configured in code)"),
-                        &["kind"],
-                    ));
-                }
-            }
-            Some((_, Some("unlimited"))) => {
-                budgets.insert(name.get_ref().trim().to_owned(), BudgetDeclSpec::Unlimited);
-                for (key, _) in fields.iter().filter(|(k, _)| k.get_ref() != "kind") {
-                    errors.push(unknown_field(
-                        ctx,
-                        key,
-                        &format!("{path} (kind \"unlimited\" takes no settings)"),
-                        &["kind"],
-                    ));
+                    errors.push(unknown_field(ctx, key, &format!("{path} (kind \"{kind}\" {why})"), &["kind"]));
                 }
             }
             Some((_, Some("token_bucket"))) => {

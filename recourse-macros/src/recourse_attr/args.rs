@@ -25,41 +25,25 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Args> {
     let mut classifier: Option<syn::LitStr> = None;
     let mut executor: Option<syn::Expr> = None;
     let mut runtime: Option<RuntimePath> = None;
+    // A `policy` whose value does not parse is reported there, not also as
+    // missing.
+    let mut policy_named = false;
     // Every argument is read, so that one bad argument neither hides the
     // next nor makes a `policy` after it look missing.
     let parser = syn::meta::parser(|meta| {
         let name = meta.path.get_ident().map_or_else(|| "?".to_owned(), ToString::to_string);
-        let duplicate = |meta: &syn::meta::ParseNestedMeta<'_>| meta.error(format!("duplicate `{name}` argument"));
         match name.as_str() {
             "policy" => {
-                let lit: syn::LitStr = meta.value()?.parse()?;
-                match policy {
-                    Some(_) => errors.push(duplicate(&meta)),
-                    None => policy = Some(lit),
-                }
+                policy_named = true;
+                set_once(&mut policy, meta.value()?.parse()?, &meta, &name, &mut errors);
             }
-            "classifier" => {
-                let lit: syn::LitStr = meta.value()?.parse()?;
-                match classifier {
-                    Some(_) => errors.push(duplicate(&meta)),
-                    None => classifier = Some(lit),
-                }
-            }
-            "executor" => {
-                let expr: syn::Expr = meta.value()?.parse()?;
-                match executor {
-                    Some(_) => errors.push(duplicate(&meta)),
-                    None => executor = Some(expr),
-                }
-            }
+            "classifier" => set_once(&mut classifier, meta.value()?.parse()?, &meta, &name, &mut errors),
+            "executor" => set_once(&mut executor, meta.value()?.parse()?, &meta, &name, &mut errors),
             "crate" => {
                 let lit: syn::LitStr = meta.value()?.parse()?;
-                match runtime {
-                    Some(_) => errors.push(duplicate(&meta)),
-                    None => match RuntimePath::from_lit(&lit) {
-                        Ok(path) => runtime = Some(path),
-                        Err(e) => errors.push(e),
-                    },
+                match RuntimePath::from_lit(&lit) {
+                    Ok(path) => set_once(&mut runtime, path, &meta, &name, &mut errors),
+                    Err(e) => errors.push(e),
                 }
             }
             _ => {
@@ -80,7 +64,7 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Args> {
     if let Err(e) = parser.parse2(args) {
         errors.push(e);
     }
-    if policy.is_none() {
+    if policy.is_none() && !policy_named {
         errors.push(syn::Error::new(
             Span::call_site(),
             "missing `policy` argument: write `#[recourse(policy = \"service.Operation\")]`",
@@ -93,4 +77,40 @@ pub(crate) fn parse(args: TokenStream) -> syn::Result<Args> {
         executor,
         runtime: runtime.unwrap_or_else(RuntimePath::default_path),
     })
+}
+
+/// Keeps the first value of an argument; a second one is an error on its
+/// own token.
+fn set_once<T>(slot: &mut Option<T>, value: T, meta: &syn::meta::ParseNestedMeta<'_>, name: &str, errors: &mut Errors) {
+    match slot {
+        Some(_) => errors.push(meta.error(format!("duplicate `{name}` argument"))),
+        None => *slot = Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    fn messages(args: proc_macro2::TokenStream) -> Vec<String> {
+        match super::parse(args) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_policy_that_does_not_parse_is_not_also_missing() {
+        assert_eq!(messages(quote!(policy = 3)), ["expected string literal"]);
+    }
+
+    #[test]
+    fn a_duplicate_is_reported_once_and_the_rest_still_read() {
+        let all = messages(quote!(policy = "a.b", policy = "a.c", executr = e));
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0], "duplicate `policy` argument");
+        assert!(all[1].starts_with("unknown `recourse` argument `executr`; did you mean `executor`?"), "{all:?}");
+        assert!(messages(quote!(policy = "a.b", classifier = "never", executor = e, crate = "::recourse")).is_empty());
+        assert_eq!(messages(quote!(classifier = "never")).len(), 1);
+    }
 }
