@@ -176,6 +176,11 @@ impl Catalog {
         self.policies.iter().find(|(k, _)| k == key).map(|(key, spec)| spec.to_policy(key.clone()))
     }
 
+    /// Every policy it declares, normalized, source `catalog`.
+    pub fn policies(&self) -> impl Iterator<Item = Policy> {
+        self.policies.iter().map(|(key, spec)| spec.to_policy(key.clone()))
+    }
+
     /// Classifiers it declares (`[classifiers] names`), registered in code.
     pub fn classifiers(&self) -> &'static [&'static str] {
         self.classifiers

@@ -464,7 +464,6 @@ impl ExecutorBuilder {
         self
     }
 
-    /// Builds the executor.
     /// The crate's checked catalog (`recourse::catalog!()`): its policies
     /// become the executor's base layer (below the builder's policies and
     /// the provider), and [`try_build`](Self::try_build) checks that every
@@ -534,8 +533,7 @@ impl ExecutorBuilder {
             (Some(provider), false) => Arc::new(resolve::Layered { first: self.policies, then: provider }),
         };
         if let Some(catalog) = self.catalog {
-            let base =
-                catalog.keys().filter_map(|key| catalog.policy(key)).fold(StaticProvider::new(), StaticProvider::with);
+            let base = catalog.policies().fold(StaticProvider::new(), StaticProvider::with);
             provider = Arc::new(resolve::Layered { first: provider, then: base });
         }
         let mut single = Policy::zero(PolicyKey::default());
