@@ -53,12 +53,28 @@ impl Kind {
     }
 }
 
-/// What a variant does: name an outcome, or forward to its field.
+/// What a variant does: name an outcome, forward to its field, or leave
+/// the decision to the executor.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Behaviour {
     Outcome(Kind),
     /// `transparent`, or its alias `delegate`.
     Transparent,
+    /// `defer`: no outcome of its own (`None`), so the executor looks inside
+    /// and then asks its default classifier.
+    Defer,
+}
+
+impl Behaviour {
+    /// The keyword, as written in `#[classify(...)]` (`transparent` for its
+    /// alias too).
+    pub(crate) const fn keyword(self) -> &'static str {
+        match self {
+            Self::Outcome(kind) => kind.keyword(),
+            Self::Transparent => "transparent",
+            Self::Defer => "defer",
+        }
+    }
 }
 
 /// A value together with the key that set it; errors about the key point
@@ -77,7 +93,8 @@ pub(crate) struct Attrs<'a> {
     pub(crate) behaviour: Option<Keyed<Behaviour>>,
     pub(crate) reason: Option<Keyed<syn::LitStr>>,
     pub(crate) backoff: Option<Keyed<syn::Member>>,
-    pub(crate) default: Option<Keyed<Kind>>,
+    /// `default = <outcome>` or `default = defer`; never `Transparent`.
+    pub(crate) default: Option<Keyed<Behaviour>>,
     pub(crate) crate_path: Option<Keyed<CratePath>>,
     /// Some `#[classify]` here was malformed (and already reported), so
     /// "names no outcome" would only repeat that error.
@@ -127,6 +144,8 @@ impl Attrs<'_> {
                 self.set_behaviour(Keyed { name, span, value: Behaviour::Outcome(Kind::NonRetryable) }, errors);
             }
             "abort" => self.set_behaviour(Keyed { name, span, value: Behaviour::Outcome(Kind::Abort) }, errors),
+            // #[classify(defer)]
+            "defer" => self.set_behaviour(Keyed { name, span, value: Behaviour::Defer }, errors),
             // #[classify(transparent)], #[classify(delegate)]
             "transparent" | "delegate" => {
                 self.set_behaviour(Keyed { name, span, value: Behaviour::Transparent }, errors);
@@ -193,8 +212,18 @@ fn set_once<T>(slot: &mut Option<Keyed<T>>, new: Keyed<T>, errors: &mut Errors) 
     }
 }
 
-const KEYS: [&str; 9] =
-    ["retryable", "non_retryable", "abort", "transparent", "delegate", "reason", "backoff", "default", "crate"];
+const KEYS: [&str; 10] = [
+    "retryable",
+    "non_retryable",
+    "abort",
+    "defer",
+    "transparent",
+    "delegate",
+    "reason",
+    "backoff",
+    "default",
+    "crate",
+];
 
 fn known_key(path: &syn::Path) -> Option<&'static str> {
     let ident = path.get_ident()?.to_string();
@@ -247,12 +276,14 @@ fn member(value: &syn::Expr) -> syn::Result<syn::Member> {
     }
 }
 
-fn default_kind(value: &syn::Expr) -> syn::Result<Kind> {
-    let kind = match value {
-        syn::Expr::Path(path) if path.qself.is_none() => path.path.get_ident().and_then(Kind::from_ident),
+fn default_kind(value: &syn::Expr) -> syn::Result<Behaviour> {
+    let behaviour = match value {
+        syn::Expr::Path(path) if path.qself.is_none() => path.path.get_ident().and_then(|ident| {
+            if ident == "defer" { Some(Behaviour::Defer) } else { Kind::from_ident(ident).map(Behaviour::Outcome) }
+        }),
         _ => None,
     };
-    kind.ok_or_else(|| syn::Error::new_spanned(value, "expected `retryable`, `non_retryable` or `abort`"))
+    behaviour.ok_or_else(|| syn::Error::new_spanned(value, "expected `retryable`, `non_retryable`, `abort` or `defer`"))
 }
 
 fn crate_path(value: &syn::Expr) -> syn::Result<CratePath> {

@@ -119,6 +119,8 @@ fn arm_tokens(arm: &Arm<'_>, root: &RuntimePath, private: &TokenStream) -> Token
             let (pattern, argument) = bind(&path, field, "__recourse_field");
             quote!(#pattern => #some(#private::recourse_error_outcome(#argument)),)
         }
+        Action::Defer if arm.unit => quote!(#path => ::core::option::Option::None,),
+        Action::Defer => quote!(#path { .. } => ::core::option::Option::None,),
     }
 }
 
@@ -170,7 +172,7 @@ fn with_bounds(generics: &syn::Generics, root: &RuntimePath, arms: &[Arm<'_>], p
         let (field, bound) = match &arm.action {
             Action::Transparent(field) => (*field, quote!(#root::Classify)),
             Action::Outcome { backoff: Some(field), .. } => (*field, quote!(#private::BackoffField)),
-            Action::Outcome { backoff: None, .. } | Action::RecourseError(_) => continue,
+            Action::Outcome { backoff: None, .. } | Action::RecourseError(_) | Action::Defer => continue,
         };
         let ty = field.ty;
         let predicate = quote!(#ty: #bound);

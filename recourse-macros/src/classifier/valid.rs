@@ -29,6 +29,8 @@ pub(crate) enum Action<'a> {
     Transparent(&'a Field<'a>),
     /// The field is a `recourse::Error`: abort with its reason.
     RecourseError(&'a Field<'a>),
+    /// No outcome of its own: `None`.
+    Defer,
 }
 
 /// One thing that classifies: an enum variant or the struct itself.
@@ -38,7 +40,7 @@ struct Case<'a> {
     described: String,
     attrs: &'a Attrs<'a>,
     fields: &'a [Field<'a>],
-    default: Option<Kind>,
+    default: Option<Behaviour>,
     is_struct: bool,
     /// Its attributes already produced an error, so "names no outcome"
     /// would only repeat it.
@@ -55,7 +57,10 @@ pub(crate) fn resolve<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Vec<Arm<
         }
         Data::Enum(variants) => {
             check_enum_container(container, errors);
-            let default = container.default.as_ref().map(|default| default.value);
+            // An outcome written on the enum itself is reported once there;
+            // reading it as the default keeps the variants from repeating it.
+            let misplaced = container.behaviour.as_ref().map(|b| b.value).filter(|b| *b != Behaviour::Transparent);
+            let default = container.default.as_ref().map(|default| default.value).or(misplaced);
             variants
                 .iter()
                 .filter_map(|variant| {
@@ -92,7 +97,8 @@ pub(crate) fn resolve<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Vec<Arm<
             if let Some(default) = &container.default {
                 errors.push(syn::Error::new(
                     default.span,
-                    "`default` is for enum variants; on a struct, name the outcome: `#[classify(non_retryable)]`",
+                    "`default` is for enum variants; on a struct, name the outcome: `#[classify(non_retryable)]` \
+                     or `#[classify(defer)]`",
                 ));
             }
             let ident = &input.original.ident;
@@ -117,10 +123,10 @@ pub(crate) fn resolve<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Vec<Arm<
 fn check_enum_container(attrs: &Attrs<'_>, errors: &mut Errors) {
     if let Some(behaviour) = &attrs.behaviour {
         let message = match behaviour.value {
-            Behaviour::Outcome(kind) => format!(
+            Behaviour::Outcome(_) | Behaviour::Defer => format!(
                 "`{0}` on the enum applies to no variant; put it on the variants or write \
                  `#[classify(default = {0})]`",
-                kind.keyword()
+                behaviour.value.keyword()
             ),
             Behaviour::Transparent => format!("`{}` belongs on a variant, not on the enum", behaviour.name),
         };
@@ -167,6 +173,7 @@ fn resolve_case<'a>(case: &Case<'a>, crate_path: Option<&syn::Path>, errors: &mu
             }
         }
         Some((Behaviour::Outcome(kind), _, _)) => outcome(case, kind, errors),
+        Some((Behaviour::Defer, name, _)) => Some(defer(case, name, errors)),
         None => {
             if attrs.reason.is_none()
                 && attrs.backoff.is_none()
@@ -175,8 +182,10 @@ fn resolve_case<'a>(case: &Case<'a>, crate_path: Option<&syn::Path>, errors: &mu
             {
                 return Some(Action::RecourseError(field));
             }
-            if let Some(kind) = case.default {
-                return outcome(case, kind, errors);
+            match case.default {
+                Some(Behaviour::Outcome(kind)) => return outcome(case, kind, errors),
+                Some(Behaviour::Defer) => return Some(defer(case, "default = defer", errors)),
+                Some(Behaviour::Transparent) | None => {}
             }
             if case.malformed {
                 // The attribute's own error says what is wrong with it.
@@ -185,7 +194,7 @@ fn resolve_case<'a>(case: &Case<'a>, crate_path: Option<&syn::Path>, errors: &mu
                     case.ident,
                     format_args!(
                         "{} has no outcome; add `#[classify(retryable)]`, `#[classify(non_retryable)]`, \
-                         `#[classify(abort)]` or `#[classify(transparent)]`",
+                         `#[classify(abort)]`, `#[classify(transparent)]` or `#[classify(defer)]`",
                         case.described
                     ),
                 );
@@ -193,8 +202,8 @@ fn resolve_case<'a>(case: &Case<'a>, crate_path: Option<&syn::Path>, errors: &mu
                 errors.spanned(
                     original,
                     format_args!(
-                        "`#[classify(...)]` on {} names no outcome; add `retryable`, `non_retryable`, `abort` \
-                         or `transparent`",
+                        "`#[classify(...)]` on {} names no outcome; add `retryable`, `non_retryable`, `abort`, \
+                         `transparent` or `defer`",
                         case.described
                     ),
                 );
@@ -211,6 +220,22 @@ fn resolve_case<'a>(case: &Case<'a>, crate_path: Option<&syn::Path>, errors: &mu
             None
         }
     }
+}
+
+/// `defer` names no outcome, so a reason or backoff would never be used.
+fn defer<'a>(case: &Case<'a>, name: &str, errors: &mut Errors) -> Action<'a> {
+    for (key, set) in [
+        ("reason", case.attrs.reason.as_ref().map(|k| k.span)),
+        ("backoff", case.attrs.backoff.as_ref().map(|k| k.span)),
+    ] {
+        if let Some(span) = set {
+            errors.push(syn::Error::new(
+                span,
+                format_args!("`{key}` cannot be combined with `{name}`: the executor's classifier decides"),
+            ));
+        }
+    }
+    Action::Defer
 }
 
 fn outcome<'a>(case: &Case<'a>, kind: Kind, errors: &mut Errors) -> Option<Action<'a>> {
