@@ -304,7 +304,11 @@ async fn j50_denial_of_the_first_attempt_is_budget_denied_and_nothing_runs() {
     assert_eq!(timeline.attempts.len(), 1);
     assert!(!timeline.attempts[0].budget_allowed);
     let final_error = timeline.final_error.expect("failed");
-    assert_eq!(final_error.message, error.to_string(), "the text of the error returned to the caller");
+    assert_eq!(
+        final_error.message,
+        format!("{error}: recourse: attempt denied by budget: budget_denied"),
+        "the text of the error returned to the caller, with its source's"
+    );
     assert_eq!(final_error.reason, reason::BUDGET_DENIED);
     assert_eq!(final_error.kind, OutcomeKind::Abort);
     assert_eq!((budget.consulted.get(), budget.released.get()), (1, 0));

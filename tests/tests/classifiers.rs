@@ -358,8 +358,8 @@ async fn m61_missing_classifier_deny_fails_before_any_attempt() {
     assert_eq!(timeline.attributes.get("classifier_error"), Some("classifier_not_found"));
     assert_eq!(timeline.attributes.get("classifier_name"), Some("does_not_exist"));
     let final_error = timeline.final_error.expect("the call failed");
-    // The timeline holds the error the caller got, as text.
-    assert_eq!(final_error.message, error.to_string());
+    // The timeline holds the error the caller got, as text, with its source's.
+    assert_eq!(final_error.message, format!("{error}: recourse: classifier not found: does_not_exist"));
     assert_eq!(final_error.reason, "classifier_not_found");
 }
 

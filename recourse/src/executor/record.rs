@@ -250,11 +250,23 @@ impl Watcher for Recording<'_> {
     }
 }
 
-/// An error as the timeline shows it: its message, or its type's name when
-/// it is not a `std::error::Error`.
+/// An error as the timeline shows it: its message followed by those of its
+/// sources (`outer: inner: root`, as anyhow's `{:#}`), skipping a source
+/// whose message the text already holds (an error that prints its source
+/// and also returns it); or its type's name when it is not a
+/// `std::error::Error`.
 pub(crate) fn error_text(error: &dyn ErrorView) -> String {
-    match error.std_error() {
-        Some(e) => e.to_string(),
-        None => error.type_name().to_owned(),
+    let mut chain = error.chain();
+    let Some(first) = chain.next() else {
+        return error.type_name().to_owned();
+    };
+    let mut text = first.to_string();
+    for link in chain {
+        let message = link.to_string();
+        if !message.is_empty() && !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
     }
+    text
 }

@@ -50,8 +50,9 @@ pub struct AttemptRecord {
     pub hedge_index: u32,
     /// The classification after post-processing.
     pub outcome: Outcome,
-    /// The operation's error as text (`None` on success and for
-    /// budget-denied attempts).
+    /// The operation's error as text, its sources' messages after its own
+    /// (`outer: inner: root`); `None` on success and for budget-denied
+    /// attempts.
     pub error: Option<String>,
     /// The sleep before this attempt (0 for the first attempt and hedges).
     pub backoff: Duration,
@@ -72,7 +73,8 @@ impl AttemptRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FinalError {
-    /// The error returned to the caller, as text.
+    /// The error returned to the caller, as text, its sources' messages
+    /// after its own (`outer: inner: root`).
     pub message: String,
     /// The classification that ended the call (`retryable` when attempts
     /// ran out, `abort` for deadlines and denials).
