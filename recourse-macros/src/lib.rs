@@ -136,9 +136,12 @@ use proc_macro::TokenStream;
 ///     );
 ///     // Makes `recourse.toml` a build input: cargo rebuilds when it changes.
 ///     const _: &[u8] = include_bytes!("/path/to/recourse.toml");
-///     // Spanned on the return type: errors about `E` land there.
+///     // Spanned on the return type: errors about `E` land there, once.
 ///     check_result::<Result<Receipt, BillingError>>();
-///     __RECOURSE_SITE.call(global(), move || {
+///     // How the call sees `E`, picked without asking anything of it, so
+///     // a missing bound is not reported again by the call.
+///     let ops = (&OpsProbe::<Result<Receipt, BillingError>>::NEW).ops();
+///     __RECOURSE_SITE.call(global(), ops, move || {
 ///         let mut body = attempt_arg(&body); // a fresh clone per attempt
 ///         async move {
 ///             // Inference anchor: `?` and `return` check against the
@@ -275,6 +278,21 @@ pub fn catalog(input: TokenStream) -> TokenStream {
 ///       ShuttingDown,
 ///   }
 ///   ```
+/// * `#[classify(defer)]`: no outcome of its own (`Classify::classify`
+///   returns `None`). The executor then looks inside the error (a type
+///   registered with `ExecutorBuilder::classify_wrapped` in its `source()`
+///   chain) and otherwise asks its default classifier, which walks the
+///   chain for I/O errors. `reason` and `backoff` do not apply. It is how a
+///   `std::error::Error` type with nothing to say about retries takes part:
+///   its message still shows on timelines and `ErrorView::find` still sees
+///   it.
+///
+///   ```ignore
+///   #[derive(Debug, thiserror::Error, Classifier)]
+///   #[error("config service: {0}")]
+///   #[classify(defer)]
+///   struct ConfigError(#[source] std::io::Error); // classified by the io error inside
+///   ```
 /// * No attribute, and exactly one field of type `recourse::Error` (written
 ///   `recourse::Error`, `::recourse::Error`, or `<crate path>::Error` with
 ///   `crate = "..."`): an abort with that error's own reason
@@ -283,7 +301,8 @@ pub fn catalog(input: TokenStream) -> TokenStream {
 ///
 /// # Container attributes
 ///
-/// * `#[classify(default = non_retryable)]` (or `retryable`, `abort`), on
+/// * `#[classify(default = non_retryable)]` (or `retryable`, `abort`,
+///   `defer`), on
 ///   an enum: the outcome of every variant without one of its own. A
 ///   variant with only `reason = "..."` and/or `backoff = ...` takes this
 ///   outcome. Without a `default`, an unannotated variant is an error: being

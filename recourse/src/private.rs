@@ -11,10 +11,11 @@ pub use crate::classify::{Classify, Outcome, OutcomeKind};
 // sequential (`&mut`) driver.
 pub use crate::Error;
 pub use crate::executor::catalog::{BudgetDecl, Catalog, CatalogSpec, CircuitSpec, HedgeSpec};
-pub use crate::executor::drive::Sequential;
+pub use crate::executor::drive::{Checked, ErrorOps, Sequential};
 pub use crate::executor::site::{CallSite, CheckedKey};
 pub use crate::executor::{Executor, global};
 pub use crate::policy::{Jitter, PolicyKey};
+use std::marker::PhantomData;
 
 /// The per-attempt copy of a by-value argument.
 #[diagnostic::on_unimplemented(
@@ -47,7 +48,11 @@ impl<T, E> RecourseResult for Result<T, E> {
 }
 
 /// Compiles only for a valid `#[recourse]` return type; called in the
-/// expansion with the return type's span so errors land on it.
+/// expansion with the return type's span so errors land on it. This is the
+/// only check of the error type: the call site takes its [`ErrorOps`]
+/// from [`OpsProbe`], which asks nothing, so each missing bound is
+/// reported once. (Returning the ops from here as `impl ErrorOps` would
+/// check the bounds a second time, for the opaque type.)
 #[inline]
 pub fn check_result<R>()
 where
@@ -56,15 +61,84 @@ where
 {
 }
 
+/// Autoref specialization: `(&OpsProbe::<R>::NEW).ops()` is the error
+/// type's [`Checked`] ops when `R` is a `Result` whose error type meets
+/// `check_result`'s bounds, and [`Unchecked`] otherwise: a stand-in chosen
+/// only in a program that `check_result` has already failed to compile,
+/// so it never runs. Bring both traits into scope with `use ... as _`.
+pub struct OpsProbe<R>(PhantomData<fn() -> R>);
+
+impl<R> OpsProbe<R> {
+    pub const NEW: Self = Self(PhantomData);
+}
+
+// `Copy`, so the `ViaUnchecked` fallback (reached by auto-deref from
+// `&OpsProbe`) can take the probe by value out of the reference.
+impl<R> Clone for OpsProbe<R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for OpsProbe<R> {}
+
+pub trait ViaChecked<E> {
+    fn ops(self) -> Checked<E>;
+}
+
+impl<R> ViaChecked<R::Error> for &OpsProbe<R>
+where
+    R: RecourseResult,
+    R::Error: Classify + FromRecourseError + 'static,
+{
+    #[inline]
+    fn ops(self) -> Checked<R::Error> {
+        Checked::new()
+    }
+}
+
+pub trait ViaUnchecked {
+    fn ops(self) -> Unchecked;
+}
+
+impl<R> ViaUnchecked for OpsProbe<R> {
+    fn ops(self) -> Unchecked {
+        Unchecked
+    }
+}
+
+/// See [`OpsProbe`]: never used by a program that compiles.
+pub struct Unchecked;
+
+impl<E> ErrorOps<E> for Unchecked {
+    fn view(_: &E) -> &dyn crate::classify::ErrorView {
+        unreachable!("`check_result` rejected this error type at compile time")
+    }
+
+    fn from_recourse(_: Error) -> E {
+        unreachable!("`check_result` rejected this error type at compile time")
+    }
+}
+
 /// An error type that recourse's own errors convert into.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot hold a `recourse::Error`, which the call returns when recourse itself ends it (budget denied, circuit open, deadline)",
     label = "no `From<recourse::Error>` for this error type",
     note = "add a variant `Recourse(#[from] recourse::Error)` (thiserror), or `impl From<recourse::Error> for {Self}`"
 )]
-pub trait FromRecourseError: From<Error> {}
+pub trait FromRecourseError {
+    fn from_recourse(error: Error) -> Self;
+}
 
-impl<E: From<Error>> FromRecourseError for E {}
+// Not a supertrait: with `trait FromRecourseError: From<Error>`, rustc
+// reports a missing `From` twice (once through this trait's message, once
+// as the bare `From` bound) when compiling incrementally.
+impl<E: From<Error>> FromRecourseError for E {
+    #[inline]
+    fn from_recourse(error: Error) -> Self {
+        E::from(error)
+    }
+}
 
 /// The outcome of a variant that holds a `recourse::Error`: always an
 /// abort, with the error's own reason (`budget_denied`, `circuit_open`, ...).

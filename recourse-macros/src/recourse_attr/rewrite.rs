@@ -16,8 +16,10 @@
 //! async fn charge(&self, id: &str, body: String) -> Result<Receipt, BillingError> {
 //!     static __RECOURSE_SITE: CallSite = CallSite::new(KEY, Some(CATALOG_SPEC), None);
 //!     const _: &[u8] = include_bytes!("/abs/recourse.toml"); // rebuild when the catalog changes
-//!     check_result::<Result<Receipt, BillingError>>();        // spanned on the return type
-//!     __RECOURSE_SITE.call(global(), move || {
+//!     check_result::<Result<Receipt, BillingError>>();        // spanned on the return type;
+//!                                                           // the only check of the error type
+//!     let ops = (&OpsProbe::<Result<Receipt, BillingError>>::NEW).ops(); // asks nothing of it
+//!     __RECOURSE_SITE.call(global(), ops, move || {
 //!         let mut body = attempt_arg(&body);                   // a fresh clone per attempt
 //!         async move {
 //!             if let Some(__ret) = None::<Result<Receipt, BillingError>> { return __ret; } // inference anchor
@@ -61,7 +63,18 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
     // standalone call could not infer) becomes `()`.
     let mut check_ty = ret_ty.clone();
     ImplTraitEraser { with_unit: true }.visit_type_mut(&mut check_ty);
+    let ops = format_ident!("__recourse_ops", span = Span::mixed_site());
     let check = respan(quote!(#private::check_result::<#check_ty>();), ret_span);
+    let probe = respan(
+        quote!({
+            // One of the two goes unused: the one the probe did not pick.
+            #[allow(unused_imports)]
+            use #private::{ViaChecked as _, ViaUnchecked as _};
+            (&#private::OpsProbe::<#check_ty>::NEW).ops()
+        }),
+        ret_span,
+    );
+    let check = quote!(#check let #ops = #probe;);
 
     let rebind = rebind_params(&mut func.sig, &private);
     let executor =
@@ -86,7 +99,7 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
     let body = match checked.mode {
         Mode::Concurrent => {
             let args = quote! {
-                #executor, move || {
+                #executor, #ops, move || {
                     #(#rebind)*
                     async move { #attempt_body }
                 }
@@ -102,7 +115,7 @@ pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> 
             let sequential_method = syn::Ident::new("sequential", ret_span);
             let attempt_method = syn::Ident::new("attempt", ret_span);
             quote! {
-                let mut #call = #site_ident.#sequential_method(#executor);
+                let mut #call = #site_ident.#sequential_method(#executor, #ops);
                 loop {
                     #(#rebind)*
                     if let ::core::option::Option::Some(#done) = #call.#attempt_method(async { #attempt_body }).await {

@@ -13,6 +13,7 @@
 #![allow(clippy::manual_async_fn, reason = "see the comment above")]
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
@@ -24,31 +25,81 @@ use super::call::{Attempted, Next};
 use super::engine::Engine;
 use super::group;
 use super::resolve::{Look, SiteCache, Source};
+use crate::__private::FromRecourseError;
 use crate::budget::Release;
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
 use crate::observe::Attempt;
 use crate::policy::PolicyKey;
 
+/// How the drivers see an operation's error (as `&dyn ErrorView`) and
+/// make one from recourse's own [`Error`].
+///
+/// The drivers ask for this instead of `E: Classify + From<Error>` so that
+/// the bounds are checked in one place per call form: `Executor::call`'s
+/// signature, or the `check_result` of a `#[recourse]` expansion, whose
+/// opaque return type implements this trait whether or not those bounds
+/// held. A missing `Classify` or `From` is then reported once, on the
+/// user's return type, and not again by the call it feeds.
+pub trait ErrorOps<E> {
+    /// The error as classifiers and observers see it.
+    fn view(error: &E) -> &dyn ErrorView;
+    /// Recourse's own error, converted into the operation's.
+    fn from_recourse(error: Error) -> E;
+}
+
+/// The [`ErrorOps`] of an error type that meets the bounds.
+pub struct Checked<E>(PhantomData<fn() -> E>);
+
+impl<E: Classify + FromRecourseError + 'static> Checked<E> {
+    /// Checks `E`'s bounds.
+    #[inline]
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<E: Classify + FromRecourseError + 'static> Default for Checked<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E> std::fmt::Debug for Checked<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checked")
+    }
+}
+
+impl<E: Classify + FromRecourseError + 'static> ErrorOps<E> for Checked<E> {
+    #[inline]
+    fn view(error: &E) -> &dyn ErrorView {
+        error
+    }
+
+    #[inline]
+    fn from_recourse(error: Error) -> E {
+        E::from_recourse(error)
+    }
+}
+
 /// A call's engine and the operation's last error (kept across a backoff
 /// so that a budget denial of the next attempt can return it), both owned
 /// by the call's future: the driver only borrows them, so a plain call's
 /// first attempt can fail into `last` before the engine exists.
-struct Driver<'d, 'x, E> {
+struct Driver<'d, 'x, E, O> {
     engine: &'d mut Engine<'x>,
     last: &'d mut Option<E>,
+    ops: PhantomData<O>,
 }
 
-impl<E> Driver<'_, '_, E>
-where
-    E: Classify + From<Error> + 'static,
-{
+impl<E, O: ErrorOps<E>> Driver<'_, '_, E, O> {
     /// Starts the call (see [`Engine::begin`]); `Err`: it ended at once.
     #[inline]
     fn begin(&mut self, sequential: bool, look: Look) -> Result<(), E> {
         match self.engine.begin(sequential, look) {
             None => Ok(()),
-            Some(error) => Err(self.engine.fail(error)),
+            Some(error) => Err(self.engine.fail::<E, O>(error)),
         }
     }
 
@@ -60,13 +111,13 @@ where
     fn failed(&mut self, error: Option<E>) -> Next {
         match error {
             Some(error) => {
-                let next = self.engine.failed(Attempted::Err(&error));
+                let next = self.engine.failed(Attempted::Err(O::view(&error)));
                 *self.last = Some(error);
                 next
             }
             None => {
-                let error = E::from(self.engine.cut_error());
-                let next = self.engine.failed(Attempted::Cut(&error));
+                let error = O::from_recourse(self.engine.cut_error());
+                let next = self.engine.failed(Attempted::Cut(O::view(&error)));
                 *self.last = Some(error);
                 next
             }
@@ -105,7 +156,7 @@ where
         if let Err(error) = paused {
             return Err(self.ended(Next::Fail(Box::new(error))));
         }
-        match self.engine.next(self.last.as_ref().map(|e| e as &dyn ErrorView)) {
+        match self.engine.next(self.last.as_ref().map(O::view)) {
             Next::Attempt => Ok(false),
             Next::Group => Ok(true),
             other => Err(self.ended(other)),
@@ -121,7 +172,7 @@ where
             Next::Attempt | Next::Group | Next::Sleep(_) => unreachable!("{next:?} does not end the call"),
         };
         *self.last = None;
-        Err(self.engine.fail(error))
+        Err(self.engine.fail::<E, O>(error))
     }
 }
 
@@ -160,12 +211,12 @@ fn boxed<T>(make: impl FnOnce() -> T) -> Pin<Box<T>> {
 }
 
 /// The closure form: `op` makes one attempt's future per call.
-pub(crate) fn drive<K, F, Fut, T, E>(inner: &Inner, key: K, mut op: F) -> impl Future<Output = Result<T, E>>
+pub(crate) fn drive<K, F, Fut, T, E, O>(inner: &Inner, key: K, _: O, mut op: F) -> impl Future<Output = Result<T, E>>
 where
     K: CallKeyRef,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    E: Classify + From<Error> + 'static,
+    O: ErrorOps<E>,
 {
     async move {
         // One timer per call: the attempt's deadline, then the backoff.
@@ -181,7 +232,7 @@ where
         // (a stored one would be two more pointers in the call's future).
         macro_rules! driver {
             () => {
-                Driver { engine: &mut engine, last: &mut last }
+                Driver::<E, O> { engine: &mut engine, last: &mut last, ops: PhantomData }
             };
         }
         let look = Look::now(inner, key.source());
@@ -201,7 +252,7 @@ where
             let mut release = Release::none();
             let go = match Engine::lean_first(inner, key.source(), look, &mut release) {
                 Ok(go) => go,
-                Err(reason) => return Err(E::from(Error::BudgetDenied { reason })),
+                Err(reason) => return Err(O::from_recourse(Error::BudgetDenied { reason })),
             };
             if go {
                 let result = Run::new(&PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await;
@@ -229,7 +280,7 @@ where
                 // Boxed: a group holds up to four attempt futures and their
                 // timers, which would otherwise make every call's future
                 // several times larger, hedged or not.
-                match boxed(|| group::run(&mut engine, &mut last, &mut op)).await {
+                match boxed(|| group::run::<_, _, _, _, O>(&mut engine, &mut last, &mut op)).await {
                     Ok(next) => next,
                     Err(done) => return done,
                 }
@@ -270,25 +321,23 @@ where
 /// }
 /// ```
 #[doc(hidden)]
-pub struct Sequential<'x, E> {
+pub struct Sequential<'x, E, O> {
     engine: Engine<'x>,
     last: Option<E>,
     /// Whether the call has begun (at its first attempt).
     begun: bool,
+    ops: PhantomData<O>,
 }
 
-impl<E> std::fmt::Debug for Sequential<'_, E> {
+impl<E, O> std::fmt::Debug for Sequential<'_, E, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sequential").finish_non_exhaustive()
     }
 }
 
-impl<'x, E> Sequential<'x, E>
-where
-    E: Classify + From<Error> + 'static,
-{
+impl<'x, E, O: ErrorOps<E>> Sequential<'x, E, O> {
     pub(crate) fn new(inner: &'x Inner, site: &'x SiteCache) -> Self {
-        Self { engine: Engine::new(inner, Source::Site(site)), last: None, begun: false }
+        Self { engine: Engine::new(inner, Source::Site(site)), last: None, begun: false, ops: PhantomData }
     }
 
     /// Runs the next attempt with `future` as its body: `Some` with the
@@ -298,7 +347,7 @@ where
     where
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut driver = Driver { engine: &mut self.engine, last: &mut self.last };
+        let mut driver = Driver::<E, O> { engine: &mut self.engine, last: &mut self.last, ops: PhantomData };
         if !std::mem::replace(&mut self.begun, true)
             && let Err(error) = driver.begin(true, Look::now(driver.engine.inner(), driver.engine.source()))
         {

@@ -27,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::attempt::{Plan, arm};
 use super::call::{Attempted, Call, Concluded, Next, Verdict};
+use super::drive::ErrorOps;
 use super::record::{Quiet, Recording, Watcher};
 use super::resolve::{BudgetSlot, Look, Res, Resolved, Source};
 use super::{Inner, SleepFuture};
@@ -253,10 +254,10 @@ impl<'x> Engine<'x> {
 
     /// Ends the call with recourse's own `error`, converted into `E` (the
     /// breaker hears nothing: DESIGN §6.4).
-    pub(crate) fn fail<E: From<Error> + ErrorView>(&mut self, error: Error) -> E {
+    pub(crate) fn fail<E, O: ErrorOps<E>>(&mut self, error: Error) -> E {
         let outcome = error.outcome();
-        let error = E::from(error);
-        each!(self, c => c.finish(Verdict::None, Some((&error, &outcome))));
+        let error = O::from_recourse(error);
+        each!(self, c => c.finish(Verdict::None, Some((O::view(&error), &outcome))));
         error
     }
 

@@ -16,6 +16,7 @@
 //! the slots holding the operation's futures are.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,11 +25,12 @@ use tokio::time::{Instant, Sleep};
 
 use super::attempt::{Plan, arm};
 use super::call::{Attempted, Call, Concluded, Next, Over, record, record_attempt};
+use super::drive::ErrorOps;
 use super::engine::Engine;
 use super::record::Watcher;
 use super::resolve::Res;
 use crate::budget::AttemptKind;
-use crate::classify::{Classify, ErrorView, Outcome, OutcomeKind};
+use crate::classify::{ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, Error};
 use crate::hedge::{HedgeState, LatencySnapshot, TriggerDecision};
 use crate::observe::AttemptRecord;
@@ -177,7 +179,8 @@ impl Hedger<'_> {
     }
 }
 
-struct Group<'g, 'x, F, Fut, E> {
+struct Group<'g, 'x, F, Fut, E, O> {
+    ops: PhantomData<O>,
     engine: &'g mut Engine<'x>,
     last: &'g mut Option<E>,
     op: &'g mut F,
@@ -187,11 +190,11 @@ struct Group<'g, 'x, F, Fut, E> {
     failure: Option<(E, Outcome)>,
 }
 
-impl<F, Fut, T, E> Group<'_, '_, F, Fut, E>
+impl<F, Fut, T, E, O> Group<'_, '_, F, Fut, E, O>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    E: Classify + From<Error> + 'static,
+    O: ErrorOps<E>,
 {
     fn launch(&mut self, slot: usize, plan: Plan, at: Instant) {
         let future = observe::enter_attempt(&plan.attempt, &mut *self.op);
@@ -253,12 +256,12 @@ where
                     return Poll::Ready(Err(Ok(value)));
                 }
                 Some(Err(error)) => {
-                    let concluded = self.engine.conclude(plan, Some(Attempted::Err(&error)), ran);
+                    let concluded = self.engine.conclude(plan, Some(Attempted::Err(O::view(&error))), ran);
                     (error, concluded)
                 }
                 None => {
-                    let error = E::from(self.engine.group_cut_error(&plan));
-                    let concluded = self.engine.conclude(plan, Some(Attempted::Cut(&error)), ran);
+                    let error = O::from_recourse(self.engine.group_cut_error(&plan));
+                    let concluded = self.engine.conclude(plan, Some(Attempted::Cut(O::view(&error))), ran);
                     (error, concluded)
                 }
             };
@@ -268,12 +271,12 @@ where
                     // Losers are cancelled (and their budgets released)
                     // before the call's end is published.
                     self.cancel_all("the call ended");
-                    self.engine.end_cut(&error);
+                    self.engine.end_cut(O::view(&error));
                     return Poll::Ready(Err(Err(error)));
                 }
                 Concluded::Over(Some(ended)) => {
                     self.cancel_all("the call ended");
-                    return Poll::Ready(Err(Err(self.engine.fail(ended))));
+                    return Poll::Ready(Err(Err(self.engine.fail::<E, O>(ended))));
                 }
                 Concluded::Failure(outcome) => {
                     if self.res().policy.hedge.cancel_on_first_terminal && outcome.kind.is_terminal() {
@@ -303,7 +306,7 @@ where
     /// The group failed with `error`: the engine decides, the driver keeps
     /// the error as the call's last.
     fn decide(&mut self, error: E, outcome: &Outcome) -> Next {
-        let next = self.engine.decide(&error as &dyn ErrorView, outcome);
+        let next = self.engine.decide(O::view(&error), outcome);
         *self.last = Some(error);
         next
     }
@@ -311,7 +314,7 @@ where
 
 /// Runs one retry group whose primary the engine has planned: what next,
 /// or the call's result.
-pub(crate) async fn run<F, Fut, T, E>(
+pub(crate) async fn run<F, Fut, T, E, O>(
     engine: &mut Engine<'_>,
     last: &mut Option<E>,
     op: &mut F,
@@ -319,7 +322,7 @@ pub(crate) async fn run<F, Fut, T, E>(
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    E: Classify + From<Error> + 'static,
+    O: ErrorOps<E>,
 {
     let res = std::sync::Arc::clone(engine.res());
     let max_hedges = res.policy.hedge.max_hedges.min(limits::MAX_HEDGES);
@@ -329,7 +332,8 @@ where
         (pin!(None::<Sleep>), pin!(None::<Sleep>), pin!(None::<Sleep>), pin!(None::<Sleep>));
     let hedge_timer = pin!(None::<Sleep>);
     let started = Instant::now();
-    let mut group = Group {
+    let mut group = Group::<_, _, _, O> {
+        ops: PhantomData,
         engine,
         last,
         op,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Executor;
 use super::catalog::CatalogSpec;
-use super::drive::{Sequential, drive};
+use super::drive::{Checked, ErrorOps, Sequential, drive};
 use super::resolve::SiteCache;
 use crate::classify::Classify;
 use crate::error::Error;
@@ -39,21 +39,22 @@ impl CallSite {
     }
 
     /// Runs `op` under this call site's policy (the closure form).
-    pub fn call<F, Fut, T, E>(&self, executor: &Executor, op: F) -> impl Future<Output = Result<T, E>>
+    ///
+    /// `ops` comes from the expansion's `check_result`, which checks the
+    /// error type's bounds; this method asks nothing more of it, so a
+    /// missing bound is reported once.
+    pub fn call<F, Fut, T, E, O>(&self, executor: &Executor, ops: O, op: F) -> impl Future<Output = Result<T, E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        E: Classify + From<Error> + 'static,
+        O: ErrorOps<E>,
     {
-        drive(&executor.inner, &self.0, op)
+        drive(&executor.inner, &self.0, ops, op)
     }
 
     /// Starts a call whose attempts the caller runs one at a time (the
     /// sequential form `#[recourse]` emits for `&mut` functions).
-    pub fn sequential<'x, E>(&'x self, executor: &'x Executor) -> Sequential<'x, E>
-    where
-        E: Classify + From<Error> + 'static,
-    {
+    pub fn sequential<'x, E, O: ErrorOps<E>>(&'x self, executor: &'x Executor, _: O) -> Sequential<'x, E, O> {
         Sequential::new(&executor.inner, &self.0)
     }
 }
@@ -99,7 +100,7 @@ impl Executor {
             CallKey::Key(key) => Err(key),
             CallKey::Checked(checked) => Ok(checked.site()),
         };
-        drive(&self.inner, site, op)
+        drive(&self.inner, site, Checked::<E>::new(), op)
     }
 }
 
