@@ -18,7 +18,8 @@ pub struct NeverRetry;
 ///
 /// 1. The error's own [`Classify`](super::Classify) outcome, if it has one.
 /// 2. Otherwise the first link of its `source()` chain that recourse
-///    understands: a [`std::io::Error`] (by kind, see [`io_outcome`]), a
+///    understands: a [`std::io::Error`] (by kind, see [`io_outcome`]; one
+///    made with `io::Error::other(e)` is looked through), a
 ///    [`recourse::Error`](crate::Error), or a tokio timeout.
 /// 3. Otherwise retryable `retryable_error`, as [`AlwaysRetry`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,7 +47,9 @@ impl Classifier for Auto {
             return outcome;
         }
         for link in error.chain() {
-            if let Some(e) = link.downcast_ref::<io::Error>() {
+            if let Some(e) = link.downcast_ref::<io::Error>()
+                && !super::wraps_an_error(e)
+            {
                 return io_outcome(e);
             }
             if let Some(e) = link.downcast_ref::<crate::Error>() {

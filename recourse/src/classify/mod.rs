@@ -15,10 +15,13 @@
 //! never handed to a classifier, so the success path costs nothing here.
 //!
 //! Precedence for a failed attempt: the policy's named classifier, else the
-//! error's own [`Classify`] outcome, else the executor's default classifier
-//! ([`Auto`] unless configured).
+//! error's own [`Classify`] outcome, else the outcome of the outermost
+//! error in its `source()` chain whose type was registered with
+//! [`ExecutorBuilder::classify_wrapped`](crate::ExecutorBuilder::classify_wrapped),
+//! else the executor's default classifier ([`Auto`] unless configured).
 
 mod builtins;
+mod inside;
 mod outcome;
 mod registry;
 
@@ -26,15 +29,20 @@ use std::any::Any;
 use std::error::Error as StdError;
 
 pub use builtins::{AlwaysRetry, Auto, NeverRetry, io_outcome};
+pub(crate) use inside::Inside;
 pub use outcome::{Attributes, Outcome, OutcomeKind};
 pub use registry::Registry;
 
 /// Typed classification, implemented by error types.
 ///
-/// Derive it with `#[derive(recourse::Classifier)]`, implement it by hand,
-/// or opt out with an empty impl (the executor's default classifier then
-/// decides). [`as_error`](Self::as_error) lets classifiers walk the
-/// error's `source()` chain.
+/// Derive it with `#[derive(recourse::Classifier)]`, or implement it by
+/// hand. [`as_error`](Self::as_error) lets classifiers walk the error's
+/// `source()` chain and gives timelines the error's message; the derive
+/// fills it in for every `std::error::Error`. To have no opinion, derive
+/// with `#[classify(defer)]`: the executor's default classifier then
+/// decides. An empty `impl Classify for E {}` does the same for a type that
+/// is not a `std::error::Error`; for one that is, it would hide the
+/// message (timelines show the type's name) and the chain.
 ///
 /// ```
 /// use recourse::classify::{Classify, Outcome};
@@ -56,7 +64,7 @@ pub use registry::Registry;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not implement `recourse::Classify`, so recourse cannot tell which errors to retry",
     label = "errors of this type cannot be classified",
-    note = "derive it with `#[derive(recourse::Classifier)]` and `#[classify(...)]` on each variant, or write `impl recourse::Classify for {Self} {{}}` to let the executor's default classifier decide"
+    note = "derive it with `#[derive(recourse::Classifier)]`: `#[classify(...)]` on each variant says what is retried, and `#[classify(defer)]` (or `#[classify(default = defer)]` on an enum) lets the executor's default classifier decide while timelines keep the error's message"
 )]
 pub trait Classify {
     /// This error's own outcome, or `None` for "no opinion".
@@ -118,9 +126,18 @@ impl dyn ErrorView + '_ {
     }
 
     /// The error and its sources, outermost first (empty when the error is
-    /// not a `std::error::Error`).
+    /// not a `std::error::Error`). An [`std::io::Error`] made from another
+    /// error (`io::Error::other(e)`) is followed by that error: its own
+    /// `source()` skips it.
     pub fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
-        std::iter::successors(self.std_error(), |e: &&(dyn StdError + 'static)| (*e).source())
+        std::iter::successors(self.std_error(), |e: &&(dyn StdError + 'static)| next_link(*e))
+    }
+}
+
+fn next_link<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    match error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+        Some(inner) => Some(inner),
+        None => error.source(),
     }
 }
 
@@ -178,15 +195,23 @@ classify_as_std_error!(
 #[cfg(feature = "anyhow")]
 classify_as_std_error!(anyhow::Error => |e| &**e);
 
-/// I/O errors classify by [`std::io::ErrorKind`] (see [`io_outcome`]).
+/// I/O errors classify by [`std::io::ErrorKind`] (see [`io_outcome`]),
+/// except an error made from another one (`io::Error::other(e)`): its kind
+/// says nothing, so it has no outcome of its own and the error inside
+/// decides.
 impl Classify for std::io::Error {
     fn classify(&self) -> Option<Outcome> {
-        Some(io_outcome(self))
+        (!wraps_an_error(self)).then(|| io_outcome(self))
     }
 
     fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
         Some(self)
     }
+}
+
+/// `io::Error::other(e)` and its like: kind `Other`, and an error inside.
+pub(crate) fn wraps_an_error(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::Other && error.get_ref().is_some()
 }
 
 /// Plain-text errors carry no classification of their own.

@@ -95,7 +95,8 @@ impl Inner {
     }
 
     /// Classifies a failed attempt: the policy's named classifier, else the
-    /// error's own outcome, else the default classifier. `Err` when one of
+    /// error's own outcome, else the default classifier (which looks for
+    /// `classify_wrapped` types inside the error first). `Err` when one of
     /// them panicked and panic recovery is on.
     #[inline]
     pub(crate) fn classify(

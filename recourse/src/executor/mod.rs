@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::budget::{self, Budget};
 use crate::circuit;
-use crate::classify::{Auto, Classifier, Registry};
+use crate::classify::{Auto, Classifier, Classify, Inside, Registry};
 use crate::hedge::{self, HedgeTrigger};
 use crate::observe::{Multi, Noop, Observer};
 use crate::policy::{Policy, PolicyKey};
@@ -297,6 +297,7 @@ pub struct ExecutorBuilder {
     extra_triggers: Vec<(String, Arc<dyn HedgeTrigger>)>,
     observers: Multi,
     default_classifier: Arc<dyn Classifier>,
+    inside: Inside,
     missing_policy: FailureMode,
     missing_classifier: FailureMode,
     missing_budget: FailureMode,
@@ -321,6 +322,7 @@ impl Default for ExecutorBuilder {
             extra_triggers: Vec::new(),
             observers: Multi::new(),
             default_classifier: Arc::new(Auto),
+            inside: Inside::default(),
             missing_policy: FailureMode::Deny,
             missing_classifier: FailureMode::Fallback,
             missing_budget: FailureMode::Deny,
@@ -409,6 +411,44 @@ impl ExecutorBuilder {
     /// when the policy names none (default: [`Auto`]).
     pub fn default_classifier(mut self, classifier: impl Classifier) -> Self {
         self.default_classifier = Arc::new(classifier);
+        self
+    }
+
+    /// Errors of type `E` keep their own [`Classify`] outcome when they
+    /// arrive wrapped: inside an `anyhow::Error`, a `Box<dyn Error>`, an
+    /// `io::Error::other(e)`, or anywhere in a `source()` chain.
+    ///
+    /// Consulted when a failed attempt's error has no outcome of its own
+    /// and the policy names no classifier; the outermost registered error
+    /// in the chain decides, and the default classifier is asked only when
+    /// none is found. Registration is needed because stable Rust cannot ask
+    /// a `dyn Error` for an implementation of a trait it does not name.
+    ///
+    /// ```
+    /// use recourse::{Classifier, Executor, PolicyKey};
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    /// # runtime.block_on(async {
+    ///
+    /// #[derive(Debug, thiserror::Error, Classifier)]
+    /// enum DbError {
+    ///     #[error("constraint violated")]
+    ///     #[classify(non_retryable)]
+    ///     Constraint,
+    /// }
+    ///
+    /// let executor = Executor::builder().classify_wrapped::<DbError>().build();
+    /// let key = PolicyKey::parse("db.Insert");
+    /// let (result, timeline) = recourse::capture(executor.call(&key, || async {
+    ///     Err::<(), _>(Box::<dyn std::error::Error + Send + Sync>::from(DbError::Constraint))
+    /// }))
+    /// .await;
+    /// assert!(result.is_err());
+    /// assert_eq!(timeline.attempts.len(), 1);
+    /// assert_eq!(timeline.attempts[0].outcome.reason, "constraint");
+    /// # });
+    /// ```
+    pub fn classify_wrapped<E: Classify + std::error::Error + 'static>(mut self) -> Self {
+        self.inside.add::<E>();
         self
     }
 
@@ -550,7 +590,11 @@ impl ExecutorBuilder {
                 provider,
                 provider_changes,
                 classifiers,
-                default_classifier: self.default_classifier,
+                default_classifier: if self.inside.is_empty() {
+                    self.default_classifier
+                } else {
+                    self.inside.before(self.default_classifier)
+                },
                 missing_policy: self.missing_policy,
                 missing_classifier: self.missing_classifier,
                 missing_budget: self.missing_budget,
