@@ -271,3 +271,27 @@ mod with_anyhow {
         assert_eq!(reset.calls(), 3, "users.Get allows 3 attempts");
     }
 }
+
+/// thiserror's `#[error(transparent)]` leaves the wrapped error out of the
+/// `source()` chain; `#[classify(transparent)]` keeps it findable.
+#[derive(Debug, thiserror::Error, Classifier)]
+enum StoreError {
+    #[error(transparent)]
+    #[classify(transparent)]
+    Io(#[from] io::Error),
+    #[error("corrupt row {0}")]
+    #[classify(non_retryable)]
+    Corrupt(u64),
+    #[error(transparent)]
+    Recourse(#[from] recourse::Error),
+}
+
+#[test]
+fn a_transparent_variants_field_is_found_by_type() {
+    let error = StoreError::from(io::Error::from(io::ErrorKind::ConnectionReset));
+    let view: &dyn ErrorView = &error;
+    assert!(std::error::Error::source(&error).is_none(), "thiserror forwards source() past the io error");
+    assert_eq!(view.find::<io::Error>().map(io::Error::kind), Some(io::ErrorKind::ConnectionReset));
+    let corrupt: &dyn ErrorView = &StoreError::Corrupt(7);
+    assert!(corrupt.find::<io::Error>().is_none());
+}

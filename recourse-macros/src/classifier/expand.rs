@@ -39,6 +39,13 @@
 //!         use ::recourse::__private::{ViaNothing as _, ViaStdError as _};
 //!         (&::recourse::__private::AsErrorProbe(self)).as_error()
 //!     }
+//!     fn transparent(&self) -> ::core::option::Option<&dyn ::recourse::__private::ErrorView> {
+//!         use ::recourse::__private::{ViaClassify as _, ViaNoView as _};
+//!         match self {
+//!             Self::Io { 0: __recourse_field, .. } => (&::recourse::__private::ViewProbe(&*__recourse_field)).view(),
+//!             _ => ::core::option::Option::None,
+//!         }
+//!     }
 //! }
 //! ```
 
@@ -80,6 +87,10 @@ pub(crate) fn expand(input: &Input<'_>, root: &RuntimePath, arms: &[Arm<'_>]) ->
         }
     });
 
+    // Only when the type is `'static` (as `as_error` needs), since the
+    // field is handed out as a `dyn` view.
+    let transparent = probe.then(|| transparent(arms, &private)).flatten();
+
     quote! {
         #[automatically_derived]
         impl #impl_generics #root::Classify for #ty #ty_generics #where_clause {
@@ -88,8 +99,39 @@ pub(crate) fn expand(input: &Input<'_>, root: &RuntimePath, arms: &[Arm<'_>]) ->
             }
 
             #as_error
+
+            #transparent
         }
     }
+}
+
+/// `Classify::transparent`: the field of the variant being forwarded to,
+/// so `ErrorView::find` sees it although thiserror's `#[error(transparent)]`
+/// leaves it out of the `source()` chain. `None` without such variants.
+fn transparent(arms: &[Arm<'_>], private: &TokenStream) -> Option<TokenStream> {
+    let forwarding: Vec<TokenStream> = arms
+        .iter()
+        .filter_map(|arm| {
+            let Action::Transparent(field) = &arm.action else { return None };
+            let path = arm.variant.map_or_else(|| quote!(Self), |variant| quote!(Self::#variant));
+            let (pattern, argument) = bind(&path, field, "__recourse_field");
+            Some(quote!(#pattern => (&#private::ViewProbe(#argument)).view(),))
+        })
+        .collect();
+    if forwarding.is_empty() {
+        return None;
+    }
+    let rest = (forwarding.len() < arms.len()).then(|| quote!(_ => ::core::option::Option::None,));
+    Some(quote! {
+        fn transparent(&self) -> ::core::option::Option<&dyn #private::ErrorView> {
+            #[allow(unused_imports)]
+            use #private::{ViaClassify as _, ViaNoView as _};
+            match self {
+                #(#forwarding)*
+                #rest
+            }
+        }
+    })
 }
 
 fn arm_tokens(arm: &Arm<'_>, root: &RuntimePath, private: &TokenStream) -> TokenStream {

@@ -77,6 +77,14 @@ pub trait Classify {
     fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
         None
     }
+
+    /// The error this one forwards to, when it is a wrapper whose
+    /// classification is its field's (a `#[classify(transparent)]`
+    /// variant). thiserror's `#[error(transparent)]` leaves that field out
+    /// of the `source()` chain, so `find` on a [`dyn ErrorView`](ErrorView) looks here too.
+    fn transparent(&self) -> Option<&dyn ErrorView> {
+        None
+    }
 }
 
 /// A failed attempt's error as a type-erased classifier sees it.
@@ -93,6 +101,8 @@ pub trait ErrorView: Any {
     fn as_any(&self) -> &dyn Any;
     /// The concrete type's name (for `classifier_type_mismatch`).
     fn type_name(&self) -> &'static str;
+    /// [`Classify::transparent`]: the error this one forwards to.
+    fn transparent_view(&self) -> Option<&dyn ErrorView>;
 }
 
 impl<E: Classify + 'static> ErrorView for E {
@@ -111,6 +121,10 @@ impl<E: Classify + 'static> ErrorView for E {
     fn type_name(&self) -> &'static str {
         std::any::type_name::<E>()
     }
+
+    fn transparent_view(&self) -> Option<&dyn ErrorView> {
+        Classify::transparent(self)
+    }
 }
 
 impl dyn ErrorView + '_ {
@@ -119,10 +133,13 @@ impl dyn ErrorView + '_ {
         self.as_any().downcast_ref()
     }
 
-    /// The first `T` found in the error or its `source()` chain
-    /// (DESIGN §6.6: a wrapped error is still that error).
+    /// The first `T` found in the error, in what it forwards to
+    /// ([`Classify::transparent`]), or in its `source()` chain (DESIGN
+    /// §6.6: a wrapped error is still that error).
     pub fn find<T: StdError + 'static>(&self) -> Option<&T> {
-        self.downcast_ref::<T>().or_else(|| self.chain().find_map(|e| e.downcast_ref::<T>()))
+        self.downcast_ref::<T>()
+            .or_else(|| self.transparent_view().and_then(|inner| inner.find::<T>()))
+            .or_else(|| self.chain().find_map(|e| e.downcast_ref::<T>()))
     }
 
     /// The error and its sources, outermost first (empty when the error is
