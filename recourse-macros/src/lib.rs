@@ -210,6 +210,17 @@ pub fn catalog(input: TokenStream) -> TokenStream {
     catalog_macro::expand(input.into()).into()
 }
 
+/// `(classifiers, budgets, triggers)`: the built-in names the catalog check
+/// accepts, for the test that holds them equal to what an executor
+/// registers. Not public API.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __builtin_names(_: TokenStream) -> TokenStream {
+    let [classifiers, budgets, triggers] =
+        [catalog::BUILTIN_CLASSIFIERS, catalog::BUILTIN_BUDGETS, catalog::BUILTIN_TRIGGERS];
+    quote::quote!((&[#(#classifiers),*], &[#(#budgets),*], &[#(#triggers),*])).into()
+}
+
 /// Derives `recourse::Classify` for an error enum (or struct), so the
 /// executor knows which of the type's errors are worth another attempt.
 ///
@@ -353,7 +364,9 @@ pub fn catalog(input: TokenStream) -> TokenStream {
 /// its `source()` chain, and `None` otherwise. For that check, the type
 /// parameters of a generic type are bounded by `'static` (as the executor
 /// requires of error types anyway); a type with lifetime parameters keeps
-/// `as_error` at `None`.
+/// `as_error` at `None`. `Classify::transparent` returns a transparent
+/// variant's field, so `ErrorView::find` reaches it although thiserror's
+/// `#[error(transparent)]` leaves it out of the `source()` chain.
 ///
 /// Mistakes are reported together, each on the offending token: unknown,
 /// duplicate, conflicting or misplaced keys, an invalid reason, a `backoff`

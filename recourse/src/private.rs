@@ -6,7 +6,7 @@
 pub use core::option::Option;
 pub use core::time::Duration;
 
-pub use crate::classify::{Classify, Outcome, OutcomeKind};
+pub use crate::classify::{Classify, ErrorView, Outcome, OutcomeKind};
 // `#[recourse]` support: call sites, compiled catalog policies and the
 // sequential (`&mut`) driver.
 pub use crate::Error;
@@ -15,6 +15,8 @@ pub use crate::executor::drive::{Checked, ErrorOps, Sequential};
 pub use crate::executor::site::{CallSite, CheckedKey};
 pub use crate::executor::{Executor, global};
 pub use crate::policy::{Jitter, PolicyKey};
+#[cfg(feature = "macros")]
+pub use recourse_macros::__builtin_names;
 use std::marker::PhantomData;
 
 /// The per-attempt copy of a by-value argument.
@@ -111,7 +113,7 @@ impl<R> ViaUnchecked for OpsProbe<R> {
 pub struct Unchecked;
 
 impl<E> ErrorOps<E> for Unchecked {
-    fn view(_: &E) -> &dyn crate::classify::ErrorView {
+    fn view(_: &E) -> &dyn ErrorView {
         unreachable!("`check_result` rejected this error type at compile time")
     }
 
@@ -137,6 +139,41 @@ impl<E: From<Error>> FromRecourseError for E {
     #[inline]
     fn from_recourse(error: Error) -> Self {
         E::from(error)
+    }
+}
+
+/// Autoref specialization for `Classify::transparent`:
+/// `(&ViewProbe(field)).view()` is the field as classifiers see it when it
+/// implements `Classify`, else `None`. A field that does not is already
+/// reported once by `classify`'s own arm; this never reports it again.
+/// Bring both traits into scope with `use ... as _`.
+pub struct ViewProbe<'a, T: ?Sized>(pub &'a T);
+
+impl<T: ?Sized> Clone for ViewProbe<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for ViewProbe<'_, T> {}
+
+pub trait ViaClassify<'a> {
+    fn view(self) -> Option<&'a dyn ErrorView>;
+}
+
+impl<'a, T: Classify + 'static> ViaClassify<'a> for &ViewProbe<'a, T> {
+    fn view(self) -> Option<&'a dyn ErrorView> {
+        Some(self.0)
+    }
+}
+
+pub trait ViaNoView<'a> {
+    fn view(self) -> Option<&'a dyn ErrorView>;
+}
+
+impl<'a, T: ?Sized> ViaNoView<'a> for ViewProbe<'a, T> {
+    fn view(self) -> Option<&'a dyn ErrorView> {
+        None
     }
 }
 

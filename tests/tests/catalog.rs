@@ -74,3 +74,16 @@ fn the_catalog_is_the_executors_base_layer() {
     let unknown = full().build().policy_for(&PolicyKey::parse("not.Declared")).unwrap();
     assert_eq!(unknown.meta.source, PolicySource::Default);
 }
+
+#[test]
+fn the_catalog_check_knows_exactly_the_built_ins_an_executor_registers() {
+    let (classifiers, budgets, triggers): (&[&str], &[&str], &[&str]) = recourse::__private::__builtin_names!();
+    let sorted = |names: &[&str]| {
+        let mut names: Vec<String> = names.iter().map(ToString::to_string).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(sorted(classifiers), recourse::classify::Registry::with_builtins().names());
+    assert_eq!(sorted(budgets), recourse::budget::Registry::with_builtins().names());
+    assert_eq!(sorted(triggers), recourse::hedge::Registry::with_builtins().names());
+}

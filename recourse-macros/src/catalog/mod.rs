@@ -20,8 +20,17 @@ use std::time::SystemTime;
 
 pub(crate) use parse::{BudgetDeclSpec, BudgetRefSpec, PolicySpec};
 
-/// Built-in classifier names every executor registers.
-pub(crate) const BUILTIN_CLASSIFIERS: &[&str] = &["always", "never", "auto"];
+/// Built-in classifier names every executor registers (with `recourse`'s
+/// `http` and `tonic` features, `http` and `grpc` too).
+pub(crate) const BUILTIN_CLASSIFIERS: &[&str] = &[
+    "always",
+    "never",
+    "auto",
+    #[cfg(feature = "http")]
+    "http",
+    #[cfg(feature = "grpc")]
+    "grpc",
+];
 
 /// Built-in budget names every executor registers.
 pub(crate) const BUILTIN_BUDGETS: &[&str] = &["unlimited"];

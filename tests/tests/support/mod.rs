@@ -626,3 +626,13 @@ impl recourse::hedge::HedgeTrigger for Immediate {
         }
     }
 }
+
+/// The built-in classifier names (`always`, `auto`, `never`, and `http` or
+/// `grpc` when their features are on) with `extra`, sorted.
+pub(crate) fn builtin_classifiers_and(extra: &[&str]) -> Vec<String> {
+    let (classifiers, _, _): (&[&str], &[&str], &[&str]) = recourse::__private::__builtin_names!();
+    let mut names: Vec<String> = classifiers.iter().chain(extra).map(ToString::to_string).collect();
+    names.sort();
+    assert!(["always", "auto", "never"].iter().all(|name| names.iter().any(|n| n == name)));
+    names
+}
