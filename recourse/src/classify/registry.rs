@@ -28,11 +28,16 @@ impl Registry {
         registry
     }
 
-    /// Registers `always`, `never` and `auto`.
+    /// Registers `always`, `never` and `auto` (and `http` with the `http`
+    /// feature, `grpc` with the `tonic` feature).
     pub fn register_builtins(&self) {
         self.register("always", AlwaysRetry);
         self.register("never", NeverRetry);
         self.register("auto", Auto);
+        #[cfg(feature = "http")]
+        self.register("http", crate::http::Http::default());
+        #[cfg(feature = "tonic")]
+        self.register("grpc", crate::tonic::GrpcClassifier);
     }
 
     /// Registers `classifier` under `name` (trimmed; empty names are ignored).

@@ -1,0 +1,502 @@
+//! HTTP against a real server on 127.0.0.1 (checklist section U): a
+//! `#[recourse]` function whose body is `reqwest` plus
+//! `recourse::http::check` gets status- and Retry-After-aware retries.
+#![cfg(feature = "http")]
+#![allow(missing_docs)]
+
+mod support;
+
+use std::collections::VecDeque;
+use std::future::Future as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode};
+use recourse::http::{HttpError, check};
+use recourse::{Executor, OutcomeKind, Timeline, recourse};
+use support::RecordingSleeper;
+
+/// What the server answers to one request.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    body: &'static str,
+    /// Send the body in two halves, the second a moment later, so that it
+    /// is still in flight when the client reads the headers.
+    trickle: bool,
+    /// Answer only after this long (a slow primary).
+    delay: Option<Duration>,
+}
+
+impl Reply {
+    fn status(status: u16) -> Self {
+        Reply { status, retry_after: None, body: "", trickle: false, delay: None }
+    }
+
+    fn trickling(mut self, body: &'static str) -> Self {
+        self.body = body;
+        self.trickle = true;
+        self
+    }
+
+    fn ok(body: &'static str) -> Self {
+        Reply { body, ..Reply::status(200) }
+    }
+
+    fn retry_after(mut self, value: impl Into<String>) -> Self {
+        self.retry_after = Some(value.into());
+        self
+    }
+
+    fn after(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+/// The server's script (replies in order, then `200 done`) and what it saw.
+#[derive(Clone, Default)]
+struct Script {
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    seen: Arc<Mutex<Vec<(Method, Bytes)>>>,
+    /// The client's address per request: the same one means the same
+    /// connection, reused.
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    /// Handlers dropped before they answered: the client went away.
+    abandoned: Arc<AtomicUsize>,
+    abandoned_signal: Arc<tokio::sync::Notify>,
+}
+
+impl Script {
+    fn seen(&self) -> Vec<(Method, Bytes)> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn requests(&self) -> usize {
+        self.seen().len()
+    }
+}
+
+/// Counts a handler dropped before it answered.
+struct Abandoned(Option<Script>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(script) = self.0.take() {
+            script.abandoned.fetch_add(1, Ordering::SeqCst);
+            script.abandoned_signal.notify_one();
+        }
+    }
+}
+
+async fn handle(
+    State(script): State<Script>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    body: Bytes,
+) -> Response {
+    script.seen.lock().unwrap_or_else(PoisonError::into_inner).push((method, body));
+    script.peers.lock().unwrap_or_else(PoisonError::into_inner).push(peer);
+    let reply = script.replies.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+    let reply = reply.unwrap_or_else(|| Reply::ok("done"));
+    if let Some(delay) = reply.delay {
+        let mut guard = Abandoned(Some(script.clone()));
+        tokio::time::sleep(delay).await;
+        guard.0 = None;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap();
+    let mut response = if reply.trickle {
+        (status, axum::body::Body::new(Trickle::new(reply.body))).into_response()
+    } else {
+        (status, reply.body).into_response()
+    };
+    if let Some(value) = reply.retry_after {
+        response.headers_mut().insert(http::header::RETRY_AFTER, value.parse().unwrap());
+    }
+    response
+}
+
+/// A body sent in two halves, the second after a pause.
+struct Trickle {
+    halves: VecDeque<Bytes>,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Trickle {
+    fn new(body: &'static str) -> Self {
+        let (first, second) = body.split_at(body.len() / 2);
+        Trickle { halves: VecDeque::from([Bytes::from(first), Bytes::from(second)]), pause: None }
+    }
+}
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if let Some(pause) = &mut self.pause {
+            std::task::ready!(pause.as_mut().poll(cx));
+        }
+        self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(20))));
+        std::task::Poll::Ready(self.halves.pop_front().map(|half| Ok(http_body::Frame::data(half))))
+    }
+}
+
+/// Starts a server on 127.0.0.1 that answers with `replies`, in order.
+async fn serve(replies: Vec<Reply>) -> (String, Script) {
+    let script = Script::default();
+    script.replies.lock().unwrap().extend(replies);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/users/7", listener.local_addr().unwrap());
+    let app = Router::new().fallback(handle).with_state(script.clone());
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, script)
+}
+
+/// An executor whose backoffs are recorded instead of slept.
+fn executor() -> (Executor, RecordingSleeper) {
+    let sleeper = RecordingSleeper::new();
+    (Executor::builder().sleeper(sleeper.clone()).build(), sleeper)
+}
+
+// `http.Get`: 3 attempts, 10 ms backoff, at most 100 ms (recourse.toml).
+#[recourse(policy = "http.Get", executor = executor)]
+async fn get(executor: &Executor, client: &reqwest::Client, url: &str) -> Result<String, HttpError> {
+    let response = check(Method::GET, client.get(url).send().await).await?;
+    Ok(response.text().await?)
+}
+
+#[recourse(policy = "http.Get", executor = executor)]
+async fn post(executor: &Executor, client: &reqwest::Client, url: &str) -> Result<String, HttpError> {
+    let response = check(Method::POST, client.post(url).body("order=7").send().await).await?;
+    Ok(response.text().await?)
+}
+
+#[recourse(policy = "http.Get", executor = executor)]
+async fn put(executor: &Executor, client: &reqwest::Client, url: &str, body: &[u8]) -> Result<String, HttpError> {
+    let response = check(Method::PUT, client.put(url).body(body.to_vec()).send().await).await?;
+    Ok(response.text().await?)
+}
+
+// `http.Hedged`: one attempt, a hedge after 20 ms.
+#[recourse(policy = "http.Hedged", executor = executor)]
+async fn hedged(executor: &Executor, client: &reqwest::Client, url: &str) -> Result<String, HttpError> {
+    let response = check(Method::GET, client.get(url).send().await).await?;
+    Ok(response.text().await?)
+}
+
+fn reasons(timeline: &Timeline) -> Vec<(OutcomeKind, String)> {
+    timeline.attempts.iter().map(|a| (a.outcome.kind, a.outcome.reason.to_string())).collect()
+}
+
+#[tokio::test]
+async fn u82_a_200_is_returned_with_its_body() {
+    let (executor, _) = executor();
+    let (url, script) = serve(vec![Reply::ok("Hello")]).await;
+    assert_eq!(get(&executor, &reqwest::Client::new(), &url).await.unwrap(), "Hello");
+    assert_eq!(script.requests(), 1);
+}
+
+#[tokio::test]
+async fn u83_get_503_503_200_is_retried_and_succeeds() {
+    let (executor, sleeper) = executor();
+    let (url, script) = serve(vec![Reply::status(503), Reply::status(503), Reply::ok("ada")]).await;
+    let (body, timeline) = recourse::capture(get(&executor, &reqwest::Client::new(), &url)).await;
+    assert_eq!(body.unwrap(), "ada");
+    assert_eq!(script.requests(), 3);
+    let retryable = (OutcomeKind::Retryable, "http_5xx".to_owned());
+    assert_eq!(reasons(&timeline), [retryable.clone(), retryable, (OutcomeKind::Success, "success".to_owned())]);
+    assert_eq!(timeline.attempts[0].outcome.attributes.get("status"), Some("503"));
+    assert_eq!(sleeper.sleeps().len(), 2);
+}
+
+#[tokio::test]
+async fn u85_a_failed_body_is_drained_so_the_connection_is_reused() {
+    let (executor, _) = executor();
+    let (url, script) =
+        serve(vec![Reply::status(500).trickling("internal error, details follow"), Reply::ok("ada")]).await;
+    let (body, timeline) = recourse::capture(get(&executor, &reqwest::Client::new(), &url)).await;
+    assert_eq!(body.unwrap(), "ada");
+    assert_eq!(timeline.attempts.len(), 2);
+    let peers = script.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 2);
+    assert_eq!(peers[0], peers[1], "the retry went over the first attempt's connection");
+}
+
+#[tokio::test]
+async fn post_503_is_returned_at_once() {
+    let (executor, sleeper) = executor();
+    let (url, script) = serve(vec![Reply::status(503)]).await;
+    let (error, timeline) = recourse::capture(post(&executor, &reqwest::Client::new(), &url)).await;
+    let error = error.unwrap_err();
+    assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(error.method(), Some(&Method::POST));
+    assert_eq!(script.requests(), 1);
+    assert_eq!(reasons(&timeline), [(OutcomeKind::NonRetryable, "http_non_idempotent".to_owned())]);
+    let attributes = &timeline.attempts[0].outcome.attributes;
+    assert_eq!((attributes.get("method"), attributes.get("status")), (Some("POST"), Some("503")));
+    assert!(sleeper.sleeps().is_empty());
+}
+
+#[tokio::test]
+async fn u86_a_404_is_returned_at_once() {
+    let (executor, _) = executor();
+    let (url, script) = serve(vec![Reply::status(404)]).await;
+    let (error, timeline) = recourse::capture(get(&executor, &reqwest::Client::new(), &url)).await;
+    assert_eq!(error.unwrap_err().status(), Some(StatusCode::NOT_FOUND));
+    assert_eq!(script.requests(), 1);
+    assert_eq!(reasons(&timeline), [(OutcomeKind::NonRetryable, "http_non_retryable_status".to_owned())]);
+}
+
+#[tokio::test]
+async fn u84_retry_after_in_seconds_is_honoured_beyond_max_backoff() {
+    let (executor, sleeper) = executor();
+    let (url, script) = serve(vec![Reply::status(429).retry_after("2"), Reply::ok("ada")]).await;
+    let (body, timeline) = recourse::capture(get(&executor, &reqwest::Client::new(), &url)).await;
+    assert_eq!(body.unwrap(), "ada");
+    assert_eq!(script.requests(), 2);
+    // `http.Get` caps computed backoffs at 100 ms; the server's wait wins.
+    assert_eq!(sleeper.sleeps(), [Duration::from_secs(2)]);
+    let first = &timeline.attempts[0].outcome;
+    assert_eq!((first.reason.as_ref(), first.attributes.get("retry_after")), ("http_429", Some("2s")));
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let (executor, sleeper) = executor();
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
+    let (url, script) = serve(vec![Reply::status(503).retry_after(date), Reply::ok("ada")]).await;
+    assert_eq!(get(&executor, &reqwest::Client::new(), &url).await.unwrap(), "ada");
+    assert_eq!(script.requests(), 2);
+    // The date has whole seconds and the clock moved on since it was made.
+    let sleeps = sleeper.sleeps();
+    assert_eq!(sleeps.len(), 1);
+    assert!(sleeps[0] > Duration::from_secs(1) && sleeps[0] <= Duration::from_secs(3), "{sleeps:?}");
+}
+
+#[tokio::test]
+async fn a_refused_port_is_retried_as_a_transport_error() {
+    let (executor, _) = executor();
+    let url = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/", listener.local_addr().unwrap())
+    };
+    let (error, timeline) = recourse::capture(get(&executor, &reqwest::Client::new(), &url)).await;
+    let error = error.unwrap_err();
+    assert!(error.is_transport(), "{error:?}");
+    assert!(error.status().is_none());
+    let transport = (OutcomeKind::Retryable, "http_transport_error".to_owned());
+    assert_eq!(reasons(&timeline), [transport.clone(), transport.clone(), transport]);
+    assert_eq!(timeline.attempts[0].outcome.attributes.get("status"), Some("0"));
+    // The chain reaches the client's own error and the io error under it.
+    let view: &dyn recourse::classify::ErrorView = &error;
+    assert!(view.find::<reqwest::Error>().is_some());
+}
+
+#[tokio::test]
+async fn a_replayed_body_arrives_intact_on_every_attempt() {
+    let (executor, _) = executor();
+    let (url, script) = serve(vec![Reply::status(503), Reply::status(502), Reply::ok("stored")]).await;
+    let body = b"{\"name\":\"ada\",\"bytes\":[0,1,2,255]}";
+    assert_eq!(put(&executor, &reqwest::Client::new(), &url, body).await.unwrap(), "stored");
+    let seen = script.seen();
+    assert_eq!(seen.len(), 3);
+    for (method, received) in seen {
+        assert_eq!((method, received.as_ref()), (Method::PUT, &body[..]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_get_returns_the_fast_answer_and_drops_the_slow_request() {
+    let (executor, _) = executor();
+    let (url, script) = serve(vec![Reply::ok("slow").after(Duration::from_secs(60)), Reply::ok("fast")]).await;
+    let (body, timeline) = recourse::capture(hedged(&executor, &reqwest::Client::new(), &url)).await;
+    assert_eq!(body.unwrap(), "fast");
+    assert_eq!(script.requests(), 2);
+    let cancelled = timeline.attempts.iter().find(|a| a.outcome.reason == "hedge_cancelled");
+    assert!(cancelled.is_some_and(|a| !a.is_hedge), "the primary lost: {timeline}");
+    // The client closed the loser's connection, so the server dropped its
+    // handler long before its minute was up.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while script.abandoned.load(Ordering::SeqCst) == 0 {
+            script.abandoned_signal.notified().await;
+        }
+    })
+    .await
+    .expect("the slow request's connection was dropped");
+}
+
+#[tokio::test]
+async fn check_passes_a_success_through_and_keeps_a_failures_headers() {
+    let (url, _) = serve(vec![Reply::status(503).retry_after("1"), Reply::ok("ada")]).await;
+    let client = reqwest::Client::new();
+    let error = check(Method::GET, client.get(&url).send().await).await.unwrap_err();
+    assert_eq!(error.headers().and_then(|h| h.get("retry-after")).map(|v| v.to_str().unwrap()), Some("1"));
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(1)));
+    assert_eq!(error.to_string(), "http status 503 Service Unavailable");
+    let response = check(Method::GET, client.get(&url).send().await).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "ada");
+}
+
+/// A service's own error wrapping `HttpError` the usual thiserror way.
+#[derive(Debug, thiserror::Error, recourse::Classifier)]
+enum ProfileError {
+    #[error(transparent)]
+    #[classify(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Recourse(#[from] recourse::Error),
+}
+
+#[tokio::test]
+async fn the_http_classifier_by_name_finds_an_http_error_inside_the_users_enum() {
+    let sleeper = RecordingSleeper::new();
+    let policy = recourse::policy::Policy::builder("http.Named").max_attempts(3).classifier("http").build();
+    let executor = Executor::builder().policy(policy).sleeper(sleeper).build();
+    let (url, script) = serve(vec![Reply::status(503), Reply::ok("ada")]).await;
+    let client = reqwest::Client::new();
+    let (body, timeline) = recourse::capture(executor.call("http.Named", || async {
+        let response = check(Method::GET, client.get(&url).send().await).await?;
+        Ok::<_, ProfileError>(response.text().await.map_err(HttpError::from)?)
+    }))
+    .await;
+    assert_eq!(body.unwrap(), "ada");
+    assert_eq!(script.requests(), 2);
+    assert_eq!(timeline.attempts[0].outcome.reason, "http_5xx", "not a classifier_type_mismatch");
+}
+
+mod middleware {
+    //! The same exchanges through `recourse::reqwest::RecourseMiddleware`.
+
+    use recourse::policy::Policy;
+    use recourse::reqwest::{BodyNotReplayable, Key, RecourseMiddleware, ResendCount};
+    use reqwest_middleware::ClientWithMiddleware;
+
+    use super::*;
+
+    /// A client whose requests run under `mw.Get` (3 attempts) unless they
+    /// name another key; `mw.Once` allows one attempt.
+    fn client() -> (ClientWithMiddleware, RecordingSleeper) {
+        let sleeper = RecordingSleeper::new();
+        let executor = Executor::builder()
+            .policy(Policy::builder("mw.Get").max_attempts(3).build())
+            .policy(Policy::builder("mw.Once").max_attempts(1).build())
+            .sleeper(sleeper.clone())
+            .build();
+        let middleware = RecourseMiddleware::new("mw.Get").executor(executor);
+        (reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).with(middleware).build(), sleeper)
+    }
+
+    fn resends(response: &reqwest::Response) -> Option<u32> {
+        response.extensions().get::<ResendCount>().map(|count| count.0)
+    }
+
+    #[tokio::test]
+    async fn a_get_is_retried_and_the_resend_count_is_on_the_response() {
+        let (client, sleeper) = client();
+        let (url, script) = serve(vec![Reply::status(503), Reply::status(503), Reply::ok("ada")]).await;
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(resends(&response), Some(2));
+        assert_eq!(response.text().await.unwrap(), "ada");
+        assert_eq!((script.requests(), sleeper.sleeps().len()), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn a_post_503_comes_back_at_once_as_the_response_with_its_body() {
+        let (client, _) = client();
+        let (url, script) = serve(vec![Reply::status(503).trickling("try again later")]).await;
+        let response = client.post(&url).body("order=7").send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resends(&response), Some(0));
+        assert_eq!(response.text().await.unwrap(), "try again later");
+        assert_eq!(script.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn when_attempts_run_out_the_last_response_is_returned() {
+        let (client, _) = client();
+        let (url, script) =
+            serve(vec![Reply::status(502), Reply::status(503), Reply::status(504).trickling("gateway")]).await;
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!((response.status(), resends(&response)), (StatusCode::GATEWAY_TIMEOUT, Some(2)));
+        assert_eq!(response.text().await.unwrap(), "gateway");
+        assert_eq!(script.requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_streaming_body_is_refused_before_anything_is_sent() {
+        let (client, _) = client();
+        let (url, script) = serve(vec![]).await;
+        let error = client.put(&url).body(reqwest::Body::wrap(String::from("streamed"))).send().await.unwrap_err();
+        let reqwest_middleware::Error::Middleware(error) = error else { panic!("{error:?}") };
+        assert!(error.downcast_ref::<BodyNotReplayable>().is_some(), "{error:?}");
+        assert_eq!(script.requests(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_replayed_body_arrives_intact_on_every_attempt() {
+        let (client, _) = client();
+        let (url, script) = serve(vec![Reply::status(503), Reply::ok("stored")]).await;
+        let body = b"{\"name\":\"ada\"}".to_vec();
+        let response = client.put(&url).body(body.clone()).send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "stored");
+        let seen = script.seen();
+        assert_eq!(seen.len(), 2);
+        assert!(seen.iter().all(|(method, received)| *method == Method::PUT && received.as_ref() == body.as_slice()));
+    }
+
+    #[tokio::test]
+    async fn a_request_can_name_its_own_key() {
+        let (client, _) = client();
+        let (url, script) = serve(vec![Reply::status(503), Reply::ok("late")]).await;
+        let response = client.get(&url).with_extension(Key::from("mw.Once")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(script.requests(), 1, "mw.Once allows one attempt");
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured() {
+        let (client, sleeper) = client();
+        let (url, _) = serve(vec![Reply::status(429).retry_after("2"), Reply::ok("ada")]).await;
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(sleeper.sleeps(), [Duration::from_secs(2)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_is_read_so_the_connection_is_reused() {
+        let (client, _) = client();
+        let (url, script) =
+            serve(vec![Reply::status(500).trickling("internal error, details follow"), Reply::ok("ada")]).await;
+        assert_eq!(client.get(&url).send().await.unwrap().status(), StatusCode::OK);
+        let peers = script.peers.lock().unwrap().clone();
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[0], peers[1], "the retry went over the first attempt's connection");
+    }
+
+    #[tokio::test]
+    async fn a_refused_port_is_retried_and_returns_the_transport_error() {
+        let (client, sleeper) = client();
+        let url = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}/", listener.local_addr().unwrap())
+        };
+        let (result, timeline) = recourse::capture(client.get(&url).send()).await;
+        assert!(matches!(result, Err(reqwest_middleware::Error::Reqwest(ref e)) if e.is_connect()), "{result:?}");
+        assert_eq!(timeline.attempts.len(), 3);
+        assert_eq!(timeline.attempts[0].outcome.reason, "http_transport_error");
+        assert_eq!(sleeper.sleeps().len(), 2);
+    }
+}
