@@ -86,6 +86,13 @@
 //! (Go's `WithClassifier()`) or
 //! [`.classify_wrapped::<tonic::Status>()`](crate::ExecutorBuilder::classify_wrapped).
 
+#[cfg(feature = "tower")]
+mod channel;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use channel::{Bytes2Body, GrpcResponses, RetryChannel};
+
 use std::error::Error as StdError;
 use std::future::Future;
 use std::time::Duration;

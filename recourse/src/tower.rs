@@ -104,46 +104,14 @@
 //! # Requests that are not `Clone`: tonic
 //!
 //! Every attempt sends its own copy of the request, so the request type must
-//! be `Clone`. A tonic [`Channel`](https://docs.rs/tonic/latest/tonic/transport/struct.Channel.html)
-//! is a `Service<http::Request<tonic::body::Body>>`, and that body is a
-//! stream, not `Clone` (tower issue #790). For unary calls, buffer the body
-//! outside the layer and turn it back into a tonic body inside it; a
-//! streaming request cannot be retried. Sketched (it needs tonic, tower's
-//! `filter` feature and `http-body-util`, so it is not compiled here):
-//!
-//! ```ignore
-//! use bytes::Bytes;
-//! use http_body_util::{BodyExt, Full};
-//! use recourse::policy::PolicyKey;
-//! use recourse::tower::{BoxError, RecourseLayer};
-//! use tower::ServiceBuilder;
-//! use tower::filter::AsyncFilterLayer;
-//!
-//! let channel = tonic::transport::Channel::from_static("http://127.0.0.1:50051").connect_lazy();
-//! let retrying = ServiceBuilder::new()
-//!     // Outside the layer: one buffered copy of each request.
-//!     .layer(AsyncFilterLayer::new(|request: http::Request<tonic::body::Body>| async move {
-//!         let (parts, body) = request.into_parts();
-//!         let body = body.collect().await?.to_bytes();
-//!         Ok::<_, BoxError>(http::Request::from_parts(parts, Full::new(body)))
-//!     }))
-//!     // `/helloworld.Greeter/SayHello` runs under `helloworld.Greeter.SayHello`.
-//!     .layer(RecourseLayer::with_key_fn(|request: &http::Request<Full<Bytes>>| {
-//!         let (service, method) = request.uri().path().trim_start_matches('/').split_once('/').unwrap_or_default();
-//!         PolicyKey::new(service.to_owned(), method.to_owned())
-//!     }))
-//!     // Inside: each attempt's copy becomes a tonic body again.
-//!     .map_request(|request: http::Request<Full<Bytes>>| request.map(tonic::body::Body::new))
-//!     .service(channel);
-//! let client = GreeterClient::new(retrying);
-//! ```
-//!
-//! Leave the response classifier at [`OkIsSuccess`] there: every gRPC call
-//! is a `POST`, so [`HttpResponses`] would retry none of them, not even a
-//! refused connection. A gRPC failure arrives as HTTP 200 with a
-//! `grpc-status` header or trailer; to retry on gRPC statuses at this
-//! level, write a [`ResponseClassifier`] that reads `grpc-status`, or
-//! classify above tonic's codec, on `tonic::Status`.
+//! be `Clone`. A tonic `Channel` is a `Service<http::Request<tonic::body::Body>>`,
+//! and that body is a stream, not `Clone` (tower issue #790). With the
+//! `tonic` feature too, `recourse::tonic::RetryChannel` wraps a channel:
+//! it buffers each unary request's body outside this layer, turns it back
+//! into a tonic body for each attempt, keys calls by their method path and
+//! classifies responses by `grpc-status` (`recourse::tonic::GrpcResponses`).
+//! Leave [`HttpResponses`] out of a gRPC stack: every gRPC call is a
+//! `POST`, so it would retry none of them.
 // Without `http`, the links to its items have nothing to point at.
 #![cfg_attr(not(feature = "http"), allow(rustdoc::broken_intra_doc_links))]
 

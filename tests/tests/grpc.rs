@@ -532,3 +532,80 @@ async fn recourse_errors_reach_the_caller_as_statuses() {
     assert!(matches!(source, Some(recourse::Error::AttemptTimeout { .. })), "{status:?}");
     assert_eq!(script.invocations.get(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// The channel itself retried: `RetryChannel` under a generated-style client.
+
+#[cfg(feature = "tower")]
+mod retry_channel {
+    use recourse::tonic::RetryChannel;
+
+    use super::*;
+
+    /// The client as tonic-build generates it, over a retrying channel.
+    struct RetryingClient(tonic::client::Grpc<RetryChannel<Channel>>);
+
+    impl RetryingClient {
+        async fn connect(addr: SocketAddr, executor: Executor) -> Self {
+            let channel = Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
+            Self(tonic::client::Grpc::new(RetryChannel::with_executor(channel, executor)))
+        }
+
+        async fn say_hello(&mut self, name: &str) -> Result<String, Status> {
+            self.0.ready().await.map_err(|e| Status::unknown(format!("service was not ready: {e}")))?;
+            let request = tonic::Request::new(HelloRequest { name: name.to_owned() });
+            let path = PathAndQuery::from_static(SAY_HELLO);
+            let reply: tonic::Response<HelloReply> = self.0.unary(request, path, ProstCodec::default()).await?;
+            Ok(reply.into_inner().message)
+        }
+    }
+
+    #[tokio::test]
+    async fn unavailable_twice_then_success_through_the_channel() {
+        let script = Script::failing([Status::unavailable("warming up"), Status::unavailable("warming up")]);
+        let (executor, sleeper) = executor(three_attempts());
+        let mut client = RetryingClient::connect(serve(&script), executor).await;
+        let (reply, timeline) = recourse::capture(client.say_hello("ada")).await;
+        assert_eq!(reply.unwrap(), "hello, ada");
+        assert_eq!(script.invocations.get(), 3, "the same request body was sent three times");
+        assert_eq!(reasons(&timeline), ["grpc_Unavailable", "grpc_Unavailable", "success"]);
+        assert_eq!(timeline.key.to_string(), KEY, "the method path is the key");
+        assert_eq!(sleeper.sleeps(), [ms(10), ms(20)]);
+    }
+
+    #[tokio::test]
+    async fn invalid_argument_comes_back_at_once_with_its_status() {
+        let script = Script::failing([Status::invalid_argument("no name")]);
+        let (executor, sleeper) = executor(three_attempts());
+        let mut client = RetryingClient::connect(serve(&script), executor).await;
+        let (reply, timeline) = recourse::capture(client.say_hello("")).await;
+        let status = reply.unwrap_err();
+        assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "no name"));
+        assert_eq!(script.invocations.get(), 1);
+        assert_eq!(reasons(&timeline), ["grpc_InvalidArgument"]);
+        assert!(sleeper.sleeps().is_empty());
+    }
+
+    #[tokio::test]
+    async fn pushback_is_honoured_through_the_channel() {
+        let script = Script::failing([pushback(Code::Unavailable, "250")]);
+        let (executor, sleeper) = executor(three_attempts());
+        let mut client = RetryingClient::connect(serve(&script), executor).await;
+        assert_eq!(client.say_hello("ada").await.unwrap(), "hello, ada");
+        assert_eq!(sleeper.sleeps(), [ms(250)]);
+    }
+
+    #[tokio::test]
+    async fn when_attempts_run_out_the_client_gets_the_last_status() {
+        let script = Script::failing([
+            Status::unavailable("one"),
+            Status::unavailable("two"),
+            Status::resource_exhausted("three"),
+        ]);
+        let (executor, _) = executor(three_attempts());
+        let mut client = RetryingClient::connect(serve(&script), executor).await;
+        let status = client.say_hello("ada").await.unwrap_err();
+        assert_eq!((status.code(), status.message()), (Code::ResourceExhausted, "three"));
+        assert_eq!(script.invocations.get(), 3);
+    }
+}
