@@ -6,162 +6,18 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::future::Future as _;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use recourse::http::{HttpError, check};
 use recourse::{Executor, OutcomeKind, Timeline, recourse};
 use support::RecordingSleeper;
+use support::server::{self, Reply, Script};
 
-/// What the server answers to one request.
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    body: &'static str,
-    /// Send the body in two halves, the second a moment later, so that it
-    /// is still in flight when the client reads the headers.
-    trickle: bool,
-    /// Answer only after this long (a slow primary).
-    delay: Option<Duration>,
-}
-
-impl Reply {
-    fn status(status: u16) -> Self {
-        Reply { status, retry_after: None, body: "", trickle: false, delay: None }
-    }
-
-    fn trickling(mut self, body: &'static str) -> Self {
-        self.body = body;
-        self.trickle = true;
-        self
-    }
-
-    fn ok(body: &'static str) -> Self {
-        Reply { body, ..Reply::status(200) }
-    }
-
-    fn retry_after(mut self, value: impl Into<String>) -> Self {
-        self.retry_after = Some(value.into());
-        self
-    }
-
-    fn after(mut self, delay: Duration) -> Self {
-        self.delay = Some(delay);
-        self
-    }
-}
-
-/// The server's script (replies in order, then `200 done`) and what it saw.
-#[derive(Clone, Default)]
-struct Script {
-    replies: Arc<Mutex<VecDeque<Reply>>>,
-    seen: Arc<Mutex<Vec<(Method, Bytes)>>>,
-    /// The client's address per request: the same one means the same
-    /// connection, reused.
-    peers: Arc<Mutex<Vec<SocketAddr>>>,
-    /// Handlers dropped before they answered: the client went away.
-    abandoned: Arc<AtomicUsize>,
-    abandoned_signal: Arc<tokio::sync::Notify>,
-}
-
-impl Script {
-    fn seen(&self) -> Vec<(Method, Bytes)> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn requests(&self) -> usize {
-        self.seen().len()
-    }
-}
-
-/// Counts a handler dropped before it answered.
-struct Abandoned(Option<Script>);
-
-impl Drop for Abandoned {
-    fn drop(&mut self) {
-        if let Some(script) = self.0.take() {
-            script.abandoned.fetch_add(1, Ordering::SeqCst);
-            script.abandoned_signal.notify_one();
-        }
-    }
-}
-
-async fn handle(
-    State(script): State<Script>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    body: Bytes,
-) -> Response {
-    script.seen.lock().unwrap_or_else(PoisonError::into_inner).push((method, body));
-    script.peers.lock().unwrap_or_else(PoisonError::into_inner).push(peer);
-    let reply = script.replies.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
-    let reply = reply.unwrap_or_else(|| Reply::ok("done"));
-    if let Some(delay) = reply.delay {
-        let mut guard = Abandoned(Some(script.clone()));
-        tokio::time::sleep(delay).await;
-        guard.0 = None;
-    }
-    let status = StatusCode::from_u16(reply.status).unwrap();
-    let mut response = if reply.trickle {
-        (status, axum::body::Body::new(Trickle::new(reply.body))).into_response()
-    } else {
-        (status, reply.body).into_response()
-    };
-    if let Some(value) = reply.retry_after {
-        response.headers_mut().insert(http::header::RETRY_AFTER, value.parse().unwrap());
-    }
-    response
-}
-
-/// A body sent in two halves, the second after a pause.
-struct Trickle {
-    halves: VecDeque<Bytes>,
-    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Trickle {
-    fn new(body: &'static str) -> Self {
-        let (first, second) = body.split_at(body.len() / 2);
-        Trickle { halves: VecDeque::from([Bytes::from(first), Bytes::from(second)]), pause: None }
-    }
-}
-
-impl http_body::Body for Trickle {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        if let Some(pause) = &mut self.pause {
-            std::task::ready!(pause.as_mut().poll(cx));
-        }
-        self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(20))));
-        std::task::Poll::Ready(self.halves.pop_front().map(|half| Ok(http_body::Frame::data(half))))
-    }
-}
-
-/// Starts a server on 127.0.0.1 that answers with `replies`, in order.
+/// A server on 127.0.0.1 answering `replies`; the URL of a user on it.
 async fn serve(replies: Vec<Reply>) -> (String, Script) {
-    let script = Script::default();
-    script.replies.lock().unwrap().extend(replies);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/users/7", listener.local_addr().unwrap());
-    let app = Router::new().fallback(handle).with_state(script.clone());
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, script)
+    let (base, script) = server::serve(replies).await;
+    (format!("{base}/users/7"), script)
 }
 
 /// An executor whose backoffs are recorded instead of slept.
@@ -229,7 +85,7 @@ async fn u85_a_failed_body_is_drained_so_the_connection_is_reused() {
     let (body, timeline) = recourse::capture(get(&executor, &reqwest::Client::new(), &url)).await;
     assert_eq!(body.unwrap(), "ada");
     assert_eq!(timeline.attempts.len(), 2);
-    let peers = script.peers.lock().unwrap().clone();
+    let peers = script.peers();
     assert_eq!(peers.len(), 2);
     assert_eq!(peers[0], peers[1], "the retry went over the first attempt's connection");
 }
@@ -312,8 +168,8 @@ async fn a_replayed_body_arrives_intact_on_every_attempt() {
     assert_eq!(put(&executor, &reqwest::Client::new(), &url, body).await.unwrap(), "stored");
     let seen = script.seen();
     assert_eq!(seen.len(), 3);
-    for (method, received) in seen {
-        assert_eq!((method, received.as_ref()), (Method::PUT, &body[..]));
+    for request in seen {
+        assert_eq!((request.method, request.body.as_ref()), (Method::PUT, &body[..]));
     }
 }
 
@@ -328,13 +184,9 @@ async fn a_hedged_get_returns_the_fast_answer_and_drops_the_slow_request() {
     assert!(cancelled.is_some_and(|a| !a.is_hedge), "the primary lost: {timeline}");
     // The client closed the loser's connection, so the server dropped its
     // handler long before its minute was up.
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while script.abandoned.load(Ordering::SeqCst) == 0 {
-            script.abandoned_signal.notified().await;
-        }
-    })
-    .await
-    .expect("the slow request's connection was dropped");
+    tokio::time::timeout(Duration::from_secs(30), script.abandoned())
+        .await
+        .expect("the slow request's connection was dropped");
 }
 
 #[tokio::test]
@@ -454,7 +306,7 @@ mod middleware {
         assert_eq!(response.text().await.unwrap(), "stored");
         let seen = script.seen();
         assert_eq!(seen.len(), 2);
-        assert!(seen.iter().all(|(method, received)| *method == Method::PUT && received.as_ref() == body.as_slice()));
+        assert!(seen.iter().all(|request| request.method == Method::PUT && request.body.as_ref() == body.as_slice()));
     }
 
     #[tokio::test]
@@ -481,7 +333,7 @@ mod middleware {
         let (url, script) =
             serve(vec![Reply::status(500).trickling("internal error, details follow"), Reply::ok("ada")]).await;
         assert_eq!(client.get(&url).send().await.unwrap().status(), StatusCode::OK);
-        let peers = script.peers.lock().unwrap().clone();
+        let peers = script.peers();
         assert_eq!(peers.len(), 2);
         assert_eq!(peers[0], peers[1], "the retry went over the first attempt's connection");
     }

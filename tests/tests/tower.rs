@@ -6,20 +6,15 @@
 
 mod support;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode, Uri};
+use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -28,93 +23,11 @@ use recourse::policy::{Policy, PolicyKey};
 use recourse::provider::StaticProvider;
 use recourse::tower::{BoxError, HttpResponses, RecourseLayer};
 use recourse::{Executor, OutcomeKind, Timeline};
+use support::server::{Reply, serve};
 use support::{Counter, FailingProvider, RecordingSleeper, SEED};
 use tower::{Layer, Service, ServiceExt};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// What the server answers to one request.
-#[derive(Clone)]
-struct Reply {
-    status: u16,
-    retry_after: Option<&'static str>,
-    body: &'static str,
-}
-
-impl Reply {
-    fn status(status: u16) -> Self {
-        Reply { status, retry_after: None, body: "" }
-    }
-
-    fn ok(body: &'static str) -> Self {
-        Reply { body, ..Reply::status(200) }
-    }
-
-    fn body(mut self, body: &'static str) -> Self {
-        self.body = body;
-        self
-    }
-
-    fn retry_after(mut self, seconds: &'static str) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-}
-
-/// The server's replies (in order, then `200 done`) and what it saw.
-#[derive(Clone, Default)]
-struct Script {
-    replies: Arc<Mutex<VecDeque<Reply>>>,
-    /// Method and path of every request, in arrival order.
-    seen: Arc<Mutex<Vec<(Method, String)>>>,
-    /// The client's address per request: the same one means the same
-    /// connection, reused.
-    peers: Arc<Mutex<Vec<SocketAddr>>>,
-}
-
-impl Script {
-    fn seen(&self) -> Vec<(Method, String)> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn requests(&self) -> usize {
-        self.seen().len()
-    }
-
-    fn requests_to(&self, path: &str) -> usize {
-        self.seen().iter().filter(|(_, p)| p == path).count()
-    }
-}
-
-async fn handle(
-    State(script): State<Script>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-) -> Response {
-    script.seen.lock().unwrap_or_else(PoisonError::into_inner).push((method, uri.path().to_owned()));
-    script.peers.lock().unwrap_or_else(PoisonError::into_inner).push(peer);
-    let reply = script.replies.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
-    let reply = reply.unwrap_or_else(|| Reply::ok("done"));
-    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-    if let Some(seconds) = reply.retry_after {
-        response.headers_mut().insert(http::header::RETRY_AFTER, seconds.parse().unwrap());
-    }
-    response
-}
-
-/// Starts a server on 127.0.0.1 that answers with `replies`, in order;
-/// returns its base URL.
-async fn serve(replies: Vec<Reply>) -> (String, Script) {
-    let script = Script::default();
-    script.replies.lock().unwrap().extend(replies);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = Router::new().fallback(handle).with_state(script.clone());
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, script)
-}
 
 /// An executor with `policies`, whose backoffs are recorded instead of
 /// slept.
@@ -183,7 +96,8 @@ async fn post_503_is_returned_at_once_as_the_response() {
     let response = response.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body_text(response).await, "try again later");
-    assert_eq!(script.seen(), [(Method::POST, "/orders".to_owned())]);
+    let seen: Vec<(Method, String)> = script.seen().into_iter().map(|seen| (seen.method, seen.path)).collect();
+    assert_eq!(seen, [(Method::POST, "/orders".to_owned())]);
     assert_eq!(reasons(&timeline), [(OutcomeKind::NonRetryable, "http_non_idempotent".to_owned())]);
     let attributes = &timeline.attempts[0].outcome.attributes;
     assert_eq!((attributes.get("method"), attributes.get("status")), (Some("POST"), Some("503")));
@@ -279,7 +193,7 @@ async fn a_retried_failure_is_drained_so_the_connection_is_reused() {
     let service = http_layer(executor).layer(client());
     let response = service.oneshot(request(Method::GET, &format!("{base}/users/7"))).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let peers = script.peers.lock().unwrap().clone();
+    let peers = script.peers();
     assert_eq!(peers.len(), 2);
     assert_eq!(peers[0], peers[1], "the retry went over the first attempt's connection");
 }

@@ -636,3 +636,6 @@ pub(crate) fn builtin_classifiers_and(extra: &[&str]) -> Vec<String> {
     assert!(["always", "auto", "never"].iter().all(|name| names.iter().any(|n| n == name)));
     names
 }
+
+#[cfg(any(feature = "http", feature = "tower"))]
+pub(crate) mod server;
