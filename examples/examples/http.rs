@@ -10,6 +10,10 @@
 //! computed backoff, the 429 after the server's second (beyond the
 //! policy's `max_backoff`). A `POST` that gets a 503 is not retried: the
 //! server may have acted on it.
+//!
+//! Then the same through `reqwest-middleware`: `RecourseMiddleware` puts
+//! every request of a client under a key, and the response says how many
+//! times it was sent again (`ResendCount`).
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use axum::routing::{get, post};
 use http::Method;
 use recourse::http::{HttpError, check};
 use recourse::recourse;
+use recourse::reqwest::{RecourseMiddleware, ResendCount};
 
 #[recourse(policy = "users.GetProfile")]
 async fn get_profile(client: &reqwest::Client, base: &str, id: u64) -> Result<String, HttpError> {
@@ -61,9 +66,23 @@ async fn main() {
     tokio::spawn(async move { axum::serve(listener, app).await.expect("the server runs") });
 
     let client = reqwest::Client::new();
-    let (profile, timeline) = recourse::capture(get_profile(&client, &base, 7)).await;
-    println!("GET  -> {profile:?}\n{timeline}");
+    let (fetched, timeline) = recourse::capture(get_profile(&client, &base, 7)).await;
+    println!("GET  -> {fetched:?}\n{timeline}");
 
     let (renamed, timeline) = recourse::capture(rename(&client, &base, 7, "grace")).await;
     println!("POST -> {}\n{timeline}", renamed.map_err(|e| e.to_string()).unwrap_err());
+
+    // The whole client under `users.GetProfile`, through the middleware.
+    let state = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route("/users/{id}", get(profile)).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("the server runs") });
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(RecourseMiddleware::new(recourse::key!("users.GetProfile")))
+        .build();
+    let (response, timeline) = recourse::capture(client.get(format!("{base}/users/7")).send()).await;
+    let response = response.expect("answered");
+    let resends = response.extensions().get::<ResendCount>().map_or(0, |count| count.0);
+    println!("GET (middleware) -> {} after {resends} resends\n{timeline}", response.status());
 }
