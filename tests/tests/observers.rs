@@ -563,3 +563,34 @@ async fn o73_no_event_for_an_unbudgeted_policy() {
     assert_eq!(observer.count("budget"), 0);
     assert!(observer.records().iter().all(|r| r.budget_allowed && r.budget_reason == reason::NO_BUDGET));
 }
+
+/// Counts calls it hears about; listens only when `on` says so.
+#[derive(Default)]
+struct Switchable {
+    on: std::sync::atomic::AtomicBool,
+    starts: std::sync::atomic::AtomicUsize,
+}
+
+impl Observer for Switchable {
+    fn enabled(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn on_start(&self, _: &PolicyKey, _: Option<&Policy>) {
+        self.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_observer_that_is_not_listening_hears_nothing_and_a_capture_still_works() {
+    let observer = Arc::new(Switchable::default());
+    let executor = Executor::builder().observer(Arc::clone(&observer)).build();
+    let ok = || async { Ok::<_, std::io::Error>(1) };
+    executor.call("users.Get", ok).await.unwrap();
+    assert_eq!(observer.starts.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let (_, timeline) = recourse::capture(executor.call("users.Get", ok)).await;
+    assert_eq!(timeline.attempts.len(), 1, "a capture records regardless");
+    observer.on.store(true, std::sync::atomic::Ordering::Relaxed);
+    executor.call("users.Get", ok).await.unwrap();
+    assert_eq!(observer.starts.load(std::sync::atomic::Ordering::Relaxed), 1, "only the call it listened to");
+}

@@ -18,7 +18,7 @@ use super::resolve::BudgetSlot;
 use crate::budget::{AttemptKind, Release, reason};
 use crate::classify::{Classifier, ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, PanicError};
-use crate::observe::{Attempt, AttemptScope, Saved};
+use crate::observe::{Attempt, AttemptScope, Saved, Scopes};
 use crate::policy::{BudgetRef, Jitter, PolicyKey, RetryPolicy};
 
 /// The budget gate's answer for one attempt.
@@ -163,6 +163,8 @@ impl Plan {
 /// restores the thread's scope too.
 pub(crate) struct Run<'a, M, Fut> {
     pub(crate) attempt: &'a Attempt,
+    /// The observer's scopes, entered around every poll.
+    pub(crate) scopes: Scopes<'a>,
     pub(crate) make: Option<M>,
     pub(crate) future: Pin<&'a mut Option<Fut>>,
     pub(crate) timer: Pin<&'a mut Option<Sleep>>,
@@ -170,7 +172,7 @@ pub(crate) struct Run<'a, M, Fut> {
 
 impl<'a, M, Fut> Run<'a, M, Fut> {
     pub(crate) fn new(
-        attempt: &'a Attempt,
+        (attempt, scopes): (&'a Attempt, Scopes<'a>),
         make: M,
         future: Pin<&'a mut Option<Fut>>,
         mut timer: Pin<&'a mut Option<Sleep>>,
@@ -178,7 +180,7 @@ impl<'a, M, Fut> Run<'a, M, Fut> {
         if let Some(cutoff) = attempt.deadline {
             arm(timer.as_mut(), cutoff);
         }
-        Self { attempt, make: Some(make), future, timer }
+        Self { attempt, scopes, make: Some(make), future, timer }
     }
 }
 
@@ -204,6 +206,7 @@ impl<M: FnOnce() -> Fut, Fut: Future> Future for Run<'_, M, Fut> {
     #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        let _entered = this.scopes.enter();
         let mut saved = Saved::enter(this.attempt);
         let scope = AttemptScope::new(&mut saved);
         if let Some(make) = this.make.take() {

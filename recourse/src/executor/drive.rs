@@ -29,7 +29,7 @@ use crate::__private::FromRecourseError;
 use crate::budget::Release;
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
-use crate::observe::Attempt;
+use crate::observe::{Attempt, Scopes};
 use crate::policy::PolicyKey;
 
 /// How the drivers see an operation's error (as `&dyn ErrorView`) and
@@ -238,7 +238,7 @@ where
         let look = Look::now(inner, key.source());
         let mut ran_plain = look.plain;
         if ran_plain {
-            match Run::new(&PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await {
+            match Run::new((&PLAIN, Scopes::NONE), &mut op, pin!(None::<Fut>), timer.as_mut()).await {
                 Some(Ok(value)) => return Ok(value),
                 Some(Err(error)) => last = Some(error),
                 None => unreachable!("a plain attempt has no deadline"),
@@ -255,7 +255,7 @@ where
                 Err(reason) => return Err(O::from_recourse(Error::BudgetDenied { reason })),
             };
             if go {
-                let result = Run::new(&PLAIN, &mut op, pin!(None::<Fut>), timer.as_mut()).await;
+                let result = Run::new((&PLAIN, Scopes::NONE), &mut op, pin!(None::<Fut>), timer.as_mut()).await;
                 // Before the result is published.
                 release.run();
                 match result {

@@ -34,7 +34,7 @@ use super::{Inner, SleepFuture};
 use crate::budget::{AttemptKind, Release};
 use crate::classify::{ErrorView, Outcome};
 use crate::error::Error;
-use crate::observe::Attempt;
+use crate::observe::{Attempt, Scopes};
 use crate::policy::PolicyKey;
 
 /// A backoff in progress (see [`Engine::pause`]): `Err` when a custom
@@ -210,8 +210,9 @@ impl<'x> Engine<'x> {
         let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
         let (inner, source) = (core.inner, core.source);
         let res = source.resolve(inner);
-        if capture || inner.observer.is_some() {
-            let watch = Recording::new(inner, source.key(), capture);
+        let observer = inner.observer.as_deref().filter(|o| listening(inner, *o));
+        if capture || observer.is_some() {
+            let watch = Recording::new(inner, source.key(), capture, observer);
             let mut core = Box::new(Call::new(inner, source, watch));
             let failed = core.start(res, sequential);
             *self = Self::Recording(core);
@@ -221,10 +222,17 @@ impl<'x> Engine<'x> {
         }
     }
 
-    /// The planned attempt's scope.
+    /// The planned attempt's scope, and the observer's scopes to enter
+    /// around its polls.
     #[inline]
-    pub(crate) fn scope(&self) -> &Attempt {
-        each!(self, c => &c.plan.attempt)
+    pub(crate) fn scope(&self) -> (&Attempt, Scopes<'_>) {
+        each!(self, c => (&c.plan.attempt, c.watch.scopes(c.plan.attempt.hedge_index)))
+    }
+
+    /// The observer's scopes for a group's attempt.
+    #[inline]
+    pub(crate) fn scopes_for(&self, hedge_index: u32) -> Scopes<'_> {
+        each!(self, c => c.watch.scopes(hedge_index))
     }
 
     /// Plans the next attempt (after a backoff): its budget gate, then its
@@ -361,5 +369,15 @@ impl<'x> Engine<'x> {
     /// A hedge trigger panicked (recovered): no more hedges for the group.
     pub(crate) fn trigger_panicked(&mut self, message: String) {
         each!(self, c => c.watch.attribute("trigger_panic", || message.into()));
+    }
+}
+
+/// Whether `observer` wants this call; a panic there (recovered when
+/// recovery is on) counts as yes, so the callbacks that follow report it.
+fn listening(inner: &Inner, observer: &dyn crate::observe::Observer) -> bool {
+    if inner.recover_panics {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer.enabled())).unwrap_or(true)
+    } else {
+        observer.enabled()
     }
 }

@@ -197,7 +197,10 @@ where
     O: ErrorOps<E>,
 {
     fn launch(&mut self, slot: usize, plan: Plan, at: Instant) {
-        let future = observe::enter_attempt(&plan.attempt, &mut *self.op);
+        let future = {
+            let _entered = self.engine.scopes_for(plan.attempt.hedge_index).enter();
+            observe::enter_attempt(&plan.attempt, &mut *self.op)
+        };
         self.slots[slot].set(Some(future));
         self.hedger.launched(slot, plan, at);
     }
@@ -235,6 +238,7 @@ where
             let Some(future) = self.slots[slot].as_mut().as_pin_mut() else { continue };
             let Some(plan) = self.hedger.plans[slot].as_ref() else { continue };
             let polled = {
+                let _entered = self.engine.scopes_for(plan.attempt.hedge_index).enter();
                 let mut saved = Saved::enter(&plan.attempt);
                 let scope = AttemptScope::new(&mut saved);
                 let polled = future.poll(cx);

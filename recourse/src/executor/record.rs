@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::budget::BudgetDecisionEvent;
 use crate::circuit::Transition;
 use crate::classify::{ErrorView, Outcome};
 use crate::error::{Component, PanicError};
-use crate::observe::{self, Attempt, AttemptRecord, FinalError, Observer, Timeline};
+use crate::observe::{self, Attempt, AttemptRecord, Enter, FinalError, Observer, Scopes, Timeline};
 use crate::policy::{Policy, PolicyKey, limits};
 
 /// Attempts of one group: the primary and at most `limits::MAX_HEDGES`.
@@ -45,6 +46,9 @@ pub(crate) trait Watcher {
     fn cancelled(&mut self, key: &PolicyKey, record: impl FnOnce() -> AttemptRecord, reason: &str);
     /// Ends the call: `error` is `None` on success.
     fn finish(&mut self, key: &PolicyKey, now: impl FnOnce() -> Instant, error: Option<(&dyn ErrorView, &Outcome)>);
+    /// The observer's scopes to enter around a poll of the attempt with
+    /// this hedge index.
+    fn scopes(&self, hedge_index: u32) -> Scopes<'_>;
 }
 
 /// Nobody listens: every hook is empty and the type has no size.
@@ -74,6 +78,10 @@ impl Watcher for Quiet {
     fn cancelled(&mut self, _: &PolicyKey, _: impl FnOnce() -> AttemptRecord, _: &str) {}
     #[inline(always)]
     fn finish(&mut self, _: &PolicyKey, _: impl FnOnce() -> Instant, _: Option<(&dyn ErrorView, &Outcome)>) {}
+    #[inline]
+    fn scopes(&self, _: u32) -> Scopes<'_> {
+        Scopes::NONE
+    }
 }
 
 /// A capture is listening or an observer is installed: builds the call's
@@ -95,19 +103,28 @@ pub(crate) struct Recording<'x> {
     /// counted on the executor and the first one noted on the timeline;
     /// they never change the call.
     recover: Option<&'x AtomicU64>,
+    /// The observer's scope for the call, and for each attempt of the
+    /// current group (by hedge index) until its last callback.
+    call_scope: Option<Arc<dyn Enter>>,
+    attempt_scopes: [Option<Arc<dyn Enter>>; SLOTS],
 }
 
 impl<'x> Recording<'x> {
-    pub(crate) fn new(inner: &'x Inner, key: &PolicyKey, capture: bool) -> Self {
-        Self {
+    /// `observer` is the executor's, when it listens to this call.
+    pub(crate) fn new(inner: &'x Inner, key: &PolicyKey, capture: bool, observer: Option<&'x dyn Observer>) -> Self {
+        let mut this = Self {
             inner,
             timeline: Some(Timeline::new(key.clone(), inner.now())),
             starts: std::array::from_fn(|_| None),
             backoff: Duration::ZERO,
             capture,
-            observer: inner.observer.as_deref(),
+            observer,
             recover: inner.recover_panics.then_some(&inner.observer_panics),
-        }
+            call_scope: None,
+            attempt_scopes: std::array::from_fn(|_| None),
+        };
+        this.call_scope = this.ask(key, None, |o| o.call_scope(key)).flatten();
+        this
     }
 
     /// An attempt that ran: when it started, and its backoff (primaries).
@@ -123,18 +140,33 @@ impl<'x> Recording<'x> {
 
     /// Tells the observer, catching its panic when recovery is on.
     fn tell(&mut self, key: &PolicyKey, event: impl FnOnce(&dyn Observer)) {
-        let Some(observer) = self.observer else { return };
-        let Some(count) = self.recover else {
-            event(observer);
-            return;
+        self.ask(key, None, |o| event(o));
+    }
+
+    /// Asks the observer, inside the call's scope and, with `slot`, that
+    /// attempt's; `None` when there is no observer or it panicked (caught
+    /// when recovery is on).
+    fn ask<R>(&mut self, key: &PolicyKey, slot: Option<usize>, event: impl FnOnce(&dyn Observer) -> R) -> Option<R> {
+        let observer = self.observer?;
+        let scopes = Scopes {
+            call: self.call_scope.as_deref(),
+            attempt: slot.and_then(|i| self.attempt_scopes.get(i)).and_then(Option::as_deref),
         };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| event(observer))) {
-            count.fetch_add(1, Ordering::Relaxed);
-            if let Some(t) = &mut self.timeline
-                && t.attributes.get("observer_panic").is_none()
-            {
-                let panic = PanicError::new(Component::Observer, key, &*payload);
-                t.attributes.insert("observer_panic", panic.message);
+        let _entered = scopes.enter();
+        let Some(count) = self.recover else {
+            return Some(event(observer));
+        };
+        match catch_unwind(AssertUnwindSafe(|| event(observer))) {
+            Ok(answer) => Some(answer),
+            Err(payload) => {
+                count.fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = &mut self.timeline
+                    && t.attributes.get("observer_panic").is_none()
+                {
+                    let panic = PanicError::new(Component::Observer, key, &*payload);
+                    t.attributes.insert("observer_panic", panic.message);
+                }
+                None
             }
         }
     }
@@ -189,7 +221,14 @@ impl Watcher for Recording<'_> {
             *start = Some((self.inner.now(), reason));
         }
         if self.observer.is_some() {
-            observe::enter_attempt(scope, || self.tell(key, |o| o.on_attempt_start(key, scope)));
+            let slot = scope.hedge_index as usize;
+            let made = observe::enter_attempt(scope, || {
+                self.tell(key, |o| o.on_attempt_start(key, scope));
+                self.ask(key, None, |o| o.attempt_scope(key, scope)).flatten()
+            });
+            if let Some(kept) = self.attempt_scopes.get_mut(slot) {
+                *kept = made;
+            }
         }
     }
 
@@ -213,7 +252,12 @@ impl Watcher for Recording<'_> {
         }
         if self.observer.is_some() {
             match scope {
-                Some(scope) => observe::enter_attempt(scope, || self.tell(key, |o| o.on_attempt(key, &record))),
+                Some(scope) => {
+                    let slot = scope.hedge_index as usize;
+                    observe::enter_attempt(scope, || self.ask(key, Some(slot), |o| o.on_attempt(key, &record)));
+                    // The attempt's last callback: its scope ends here.
+                    self.attempt_scopes.get_mut(slot).map(Option::take);
+                }
                 None => self.tell(key, |o| o.on_attempt(key, &record)),
             }
         }
@@ -225,7 +269,9 @@ impl Watcher for Recording<'_> {
     fn cancelled(&mut self, key: &PolicyKey, record: impl FnOnce() -> AttemptRecord, reason: &str) {
         let mut record = record();
         self.fill(&mut record);
-        self.tell(key, |o| o.on_hedge_cancel(key, &record, reason));
+        let slot = record.hedge_index as usize;
+        self.ask(key, Some(slot), |o| o.on_hedge_cancel(key, &record, reason));
+        self.attempt_scopes.get_mut(slot).map(Option::take);
         if let Some(t) = &mut self.timeline {
             t.attempts.push(record);
         }
@@ -246,6 +292,13 @@ impl Watcher for Recording<'_> {
         }
         if self.capture {
             observe::publish(t);
+        }
+    }
+
+    fn scopes(&self, hedge_index: u32) -> Scopes<'_> {
+        Scopes {
+            call: self.call_scope.as_deref(),
+            attempt: self.attempt_scopes.get(hedge_index as usize).and_then(Option::as_deref),
         }
     }
 }

@@ -5,7 +5,7 @@ mod observer;
 mod scope;
 mod timeline;
 
-pub use observer::{Multi, Noop, Observer};
+pub use observer::{Enter, Multi, Noop, Observer};
 pub use scope::{Attempt, attempt, capture};
-pub(crate) use scope::{AttemptScope, Saved, capture_requested, enter_attempt, publish};
+pub(crate) use scope::{AttemptScope, Saved, Scopes, capture_requested, enter_attempt, publish};
 pub use timeline::{AttemptRecord, FinalError, Timeline};

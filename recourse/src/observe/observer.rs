@@ -68,6 +68,82 @@ pub trait Observer: Send + Sync + 'static {
     /// The key's circuit breaker changed state (an addition to the Go
     /// original's seven callbacks).
     fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {}
+    /// Whether this observer wants to hear about calls now. Asked once per
+    /// call; when no observer does (and no capture listens), the call runs
+    /// as if none were installed: nothing recorded, nothing allocated. The
+    /// default is `true`; a `tracing` bridge answers whether any subscriber
+    /// is interested.
+    fn enabled(&self) -> bool {
+        true
+    }
+    /// What to make current for this call (a `tracing` span, say): it is
+    /// entered around this observer's callbacks for the call and around
+    /// every poll of its attempts. Asked once, as the call starts, before
+    /// `on_start`, where the caller's own context is current. `None` (the
+    /// default) enters nothing and costs nothing.
+    fn call_scope(&self, key: &PolicyKey) -> Option<Arc<dyn Enter>> {
+        None
+    }
+    /// What to make current for this attempt, inside the call's scope: it
+    /// is entered around every poll of the attempt's future (so the
+    /// operation's own events happen inside it) and around the callbacks
+    /// about this attempt (`on_attempt`, `on_hedge_cancel`). Asked right
+    /// after `on_attempt_start`; dropped after the attempt's last callback.
+    fn attempt_scope(&self, key: &PolicyKey, attempt: &Attempt) -> Option<Arc<dyn Enter>> {
+        None
+    }
+}
+
+/// Something made current while part of a call runs, on the thread that
+/// runs it: entered before and exited after each poll or callback, never
+/// held across an `.await`. It is how a span follows a call from thread to
+/// thread.
+///
+/// ```
+/// use recourse::observe::Enter;
+/// use std::cell::Cell;
+///
+/// thread_local!(static DEPTH: Cell<u32> = const { Cell::new(0) });
+///
+/// struct Depth;
+///
+/// impl Enter for Depth {
+///     fn enter(&self) {
+///         DEPTH.with(|d| d.set(d.get() + 1));
+///     }
+///     fn exit(&self) {
+///         DEPTH.with(|d| d.set(d.get() - 1));
+///     }
+/// }
+/// # Depth.enter(); assert_eq!(DEPTH.with(Cell::get), 1); Depth.exit();
+/// ```
+pub trait Enter: Send + Sync + 'static {
+    /// Makes this current on the calling thread.
+    fn enter(&self);
+    /// Undoes the matching [`enter`](Self::enter), on the same thread.
+    fn exit(&self);
+}
+
+/// Several scopes entered in order and exited in reverse (several
+/// observers each with their own).
+struct Scopes(Vec<Arc<dyn Enter>>);
+
+impl Enter for Scopes {
+    fn enter(&self) {
+        self.0.iter().for_each(|s| s.enter());
+    }
+    fn exit(&self) {
+        self.0.iter().rev().for_each(|s| s.exit());
+    }
+}
+
+/// One scope, or all of them together.
+fn combine(mut scopes: Vec<Arc<dyn Enter>>) -> Option<Arc<dyn Enter>> {
+    match scopes.len() {
+        0 => None,
+        1 => scopes.pop(),
+        _ => Some(Arc::new(Scopes(scopes))),
+    }
 }
 
 impl<O: Observer + ?Sized> Observer for Arc<O> {
@@ -97,6 +173,15 @@ impl<O: Observer + ?Sized> Observer for Arc<O> {
     }
     fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {
         (**self).on_circuit_change(key, transition);
+    }
+    fn enabled(&self) -> bool {
+        (**self).enabled()
+    }
+    fn call_scope(&self, key: &PolicyKey) -> Option<Arc<dyn Enter>> {
+        (**self).call_scope(key)
+    }
+    fn attempt_scope(&self, key: &PolicyKey, attempt: &Attempt) -> Option<Arc<dyn Enter>> {
+        (**self).attempt_scope(key, attempt)
     }
 }
 
@@ -181,5 +266,14 @@ impl Observer for Multi {
     }
     fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {
         self.observers.iter().for_each(|o| o.on_circuit_change(key, transition));
+    }
+    fn enabled(&self) -> bool {
+        self.observers.iter().any(Observer::enabled)
+    }
+    fn call_scope(&self, key: &PolicyKey) -> Option<Arc<dyn Enter>> {
+        combine(self.observers.iter().filter_map(|o| o.call_scope(key)).collect())
+    }
+    fn attempt_scope(&self, key: &PolicyKey, attempt: &Attempt) -> Option<Arc<dyn Enter>> {
+        combine(self.observers.iter().filter_map(|o| o.attempt_scope(key, attempt)).collect())
     }
 }

@@ -199,6 +199,46 @@ impl Drop for AttemptScope<'_> {
     }
 }
 
+/// An observer's call and attempt scopes, borrowed for one poll.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Scopes<'a> {
+    pub(crate) call: Option<&'a dyn super::Enter>,
+    pub(crate) attempt: Option<&'a dyn super::Enter>,
+}
+
+impl<'a> Scopes<'a> {
+    pub(crate) const NONE: Scopes<'static> = Scopes { call: None, attempt: None };
+
+    /// Enters the call's scope, then the attempt's; the guard exits them in
+    /// reverse, also when a panic unwinds through the poll.
+    #[inline]
+    pub(crate) fn enter(self) -> Entered<'a> {
+        if let Some(call) = self.call {
+            call.enter();
+        }
+        if let Some(attempt) = self.attempt {
+            attempt.enter();
+        }
+        Entered(self)
+    }
+}
+
+/// Exits [`Scopes`] when dropped.
+#[must_use = "the scopes are exited when the guard is dropped"]
+pub(crate) struct Entered<'a>(Scopes<'a>);
+
+impl Drop for Entered<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(attempt) = self.0.attempt {
+            attempt.exit();
+        }
+        if let Some(call) = self.0.call {
+            call.exit();
+        }
+    }
+}
+
 /// Runs `f` inside `attempt`'s scope.
 #[inline]
 pub(crate) fn enter_attempt<R>(attempt: &Attempt, f: impl FnOnce() -> R) -> R {
