@@ -15,6 +15,9 @@
 //! * S4: hedging armed (the hedge would fire after 100 ms), the primary wins.
 //! * S5: a call with its timeline captured.
 //! * S6: the `#[recourse]` macro form against the `Executor::call` forms.
+//! * S7: S1's call with the `tracing` observer installed: no subscriber, a
+//!   subscriber interested in nothing, and one that takes every span and
+//!   event and drops them.
 //!
 //! Each batch of calls is one `block_on` on a current-thread runtime (S3: a
 //! 2-worker multi-thread runtime), so the runtime's cost is amortized.
@@ -46,6 +49,7 @@ use tower::hedge::Hedge;
 use tower::retry::Retry as TowerRetry;
 use tower::retry::budget::{Budget as _, TpsBudget};
 use tower::{Service, ServiceExt, service_fn};
+use tracing_subscriber::layer::SubscriberExt as _;
 
 #[global_allocator]
 static GLOBAL: &recourse_benches::Allocator = &recourse_benches::ALLOCATOR;
@@ -747,6 +751,50 @@ fn future_sizes() {
     }
 }
 
+/// A subscriber that takes every span and event and keeps nothing.
+struct DropsEverything;
+
+impl tracing::Subscriber for DropsEverything {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+fn s7(config: Config) -> Table {
+    let rt = current_thread();
+    let exec =
+        Executor::builder().policy(plain("bench.Plain")).observer(recourse::tracing::TracingObserver::new()).build();
+    let bare = executor(false);
+    let mut t = Table::new("S7: the tracing observer on S1's call", "recourse, key!", "no subscriber");
+    eprintln!("S7");
+    t.add("recourse, key!", config, batch!(rt, |i| bare.call(recourse::key!("bench.Plain"), || op(i)).await));
+    t.add("no subscriber", config, batch!(rt, |i| exec.call(recourse::key!("bench.Plain"), || op(i)).await));
+    let off = tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::OFF);
+    let guard = tracing::subscriber::set_default(off);
+    t.add(
+        "a subscriber interested in nothing",
+        config,
+        batch!(rt, |i| exec.call(recourse::key!("bench.Plain"), || op(i)).await),
+    );
+    drop(guard);
+    let guard = tracing::subscriber::set_default(DropsEverything);
+    t.add(
+        "a subscriber that drops everything",
+        config,
+        batch!(rt, |i| exec.call(recourse::key!("bench.Plain"), || op(i)).await),
+    );
+    drop(guard);
+    t
+}
+
 fn main() {
     let config = Config::default();
     if std::env::args().any(|a| a == "sizes") {
@@ -770,19 +818,21 @@ fn main() {
                 "S4" => s4(config),
                 "S5" => s5(config),
                 "S6" => s6(config),
+                "S7" => s7(config),
                 other => panic!("unknown scenario {other}"),
             };
             t.print();
         }
         return;
     }
-    let tables = [s1(config), s2(config), s3(config), s3_budgets(config), s4(config), s5(config), s6(config)];
+    let tables =
+        [s1(config), s2(config), s3(config), s3_budgets(config), s4(config), s5(config), s6(config), s7(config)];
     println!("machine: {}", recourse_benches::machine());
     for t in &tables {
         t.print();
     }
     if std::env::var_os("PEERS_ROW").is_none() {
-        let [t1, t2, t3, _, t4, t5, t6] = &tables;
+        let [t1, t2, t3, _, t4, t5, t6, _] = &tables;
         bars(t1, t2, t3, t4, t5, t6);
         future_sizes();
     }
