@@ -194,7 +194,14 @@ impl RecourseMiddleware {
         sent: &AtomicU32,
     ) -> Result<Response, Failure> {
         let method = request.method().clone();
-        sent.fetch_add(1, Ordering::Relaxed);
+        let resends = sent.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "tracing")]
+        if resends > 0 {
+            // The attempt's span (`recourse::tracing`) is current here.
+            tracing::Span::current().record("http.request.resend_count", i64::from(resends));
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = resends;
         let response = match next.run(request, &mut extensions).await {
             Ok(response) => response,
             Err(error) => {

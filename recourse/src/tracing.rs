@@ -32,6 +32,7 @@
 //! | | `recourse.reason` | the reason code |
 //! | | `recourse.backoff_ms` | the sleep before this attempt |
 //! | | `recourse.budget` | the budget gate's reason (`allowed`, `no_budget`, ...) |
+//! | | `http.request.resend_count` | OpenTelemetry's: set by `recourse::reqwest::RecourseMiddleware` on every request sent after the first |
 //!
 //! Events: `budget denied` (`recourse.budget`, `recourse.reason`),
 //! `hedge spawned` (`recourse.hedge`), `attempt cancelled` (inside the
@@ -163,6 +164,7 @@ impl Observer for TracingObserver {
             recourse.reason = Empty,
             recourse.backoff_ms = Empty,
             recourse.budget = Empty,
+            http.request.resend_count = Empty,
         ))
     }
 

@@ -352,3 +352,37 @@ mod middleware {
         assert_eq!(sleeper.sleeps().len(), 2);
     }
 }
+
+#[cfg(feature = "tracing")]
+mod traced {
+    //! The middleware's requests seen through `recourse::tracing`.
+
+    use recourse::reqwest::RecourseMiddleware;
+    use recourse::tracing::TracingObserver;
+    use support::trace::{Capture, captured};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_resent_request_carries_its_resend_count_on_its_attempt_span() {
+        let executor = Executor::builder()
+            .policy(recourse::policy::Policy::builder("mw.Traced").max_attempts(3).build())
+            .sleeper(RecordingSleeper::new())
+            .observer(TracingObserver::new())
+            .build();
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(RecourseMiddleware::new("mw.Traced").executor(executor))
+            .build();
+        let (url, _) = serve(vec![Reply::status(503), Reply::status(503), Reply::ok("ada")]).await;
+        let capture = Capture::default();
+        let response = captured(&capture, client.get(&url).send()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let tree = capture.tree();
+        let attempts: Vec<&str> =
+            tree.lines().filter(|line| line.trim_start().starts_with("recourse.attempt{")).collect();
+        assert_eq!(attempts.len(), 3, "{tree}");
+        assert!(!attempts[0].contains("http.request.resend_count"), "the first send is not a resend: {tree}");
+        assert!(attempts[1].contains("http.request.resend_count=1"), "{tree}");
+        assert!(attempts[2].contains("http.request.resend_count=2"), "{tree}");
+    }
+}

@@ -639,3 +639,6 @@ pub(crate) fn builtin_classifiers_and(extra: &[&str]) -> Vec<String> {
 
 #[cfg(any(feature = "http", feature = "tower"))]
 pub(crate) mod server;
+
+#[cfg(feature = "tracing")]
+pub(crate) mod trace;
