@@ -41,6 +41,16 @@ fn port() -> u16 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port()));
+    let scrape = run(address).await;
+    println!("\n-- scraped from http://{address}/metrics (recourse series, buckets left out):");
+    for line in scrape.lines().filter(|l| l.contains("recourse_") && !l.contains("_bucket{")) {
+        println!("{line}");
+    }
+}
+
+/// Installs the exporter on `address`, runs the workload and returns what
+/// a scrape of `/metrics` answers.
+async fn run(address: SocketAddr) -> String {
     PrometheusBuilder::new()
         .with_http_listener(address)
         // `_total` on counters, as Prometheus expects.
@@ -102,9 +112,33 @@ async fn main() {
         println!("catalog.Lookup: {}", looked_up.map_or_else(|e| e.to_string(), |()| "ok".to_owned()));
     }
 
-    let scrape = reqwest::get(format!("http://{address}/metrics")).await.expect("a scrape").text().await.expect("text");
-    println!("\n-- scraped from http://{address}/metrics (recourse series, buckets left out):");
-    for line in scrape.lines().filter(|l| l.contains("recourse_") && !l.contains("_bucket{")) {
-        println!("{line}");
+    reqwest::get(format!("http://{address}/metrics")).await.expect("a scrape").text().await.expect("text")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example's endpoint, scraped over HTTP as Prometheus would.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_endpoint_serves_every_series_of_the_workload() {
+        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free local port");
+        let address = probe.local_addr().expect("the probe's address");
+        drop(probe);
+        let scrape = run(address).await;
+        for series in [
+            r#"recourse_calls_total{key="inventory.Reserve",outcome="success",reason="success"} 1"#,
+            r#"recourse_attempts_total{key="inventory.Reserve",outcome="retryable",reason="io_connection_reset",hedge="false"} 2"#,
+            r#"recourse_hedge_spawns_total{key="search.Query"} 1"#,
+            r#"recourse_hedge_cancels_total{key="search.Query"} 1"#,
+            r#"recourse_call_duration_seconds_count{key="inventory.Reserve",outcome="success"} 1"#,
+            "# TYPE recourse_calls_total counter",
+        ] {
+            assert!(scrape.lines().any(|line| line == series), "missing {series}:\n{scrape}");
+        }
+        assert!(
+            scrape.contains(r#"recourse_circuit_transitions_total{key="catalog.Lookup",from="closed",to="open"} 1"#),
+            "{scrape}"
+        );
     }
 }
