@@ -144,7 +144,7 @@ impl<'x> Engine<'x> {
         look: Look,
         release: &mut Release,
     ) -> Result<bool, Cow<'static, str>> {
-        if look.capture {
+        if look.capture || look.listening {
             return Ok(false);
         }
         match lean_gate(inner, source, look.generation, |res| res.policy.id.is_none(), |allowed, _| *release = allowed)
@@ -164,7 +164,7 @@ impl<'x> Engine<'x> {
     pub(crate) fn begin(&mut self, sequential: bool, look: Look) -> Option<Error> {
         let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
         let (inner, source) = (core.inner, core.source);
-        if !look.capture {
+        if !look.capture && !look.listening {
             if look.plain {
                 core.planned = true;
                 return None;
@@ -194,7 +194,7 @@ impl<'x> Engine<'x> {
                 None => {}
             }
         }
-        self.start(look.capture, sequential)
+        self.start(look.capture, look.listening, sequential)
     }
 
     /// Stands for a plain first attempt that ran before the engine existed
@@ -206,11 +206,11 @@ impl<'x> Engine<'x> {
 
     /// The full start, for calls that are not lean or are watched.
     #[inline(never)]
-    fn start(&mut self, capture: bool, sequential: bool) -> Option<Error> {
+    fn start(&mut self, capture: bool, listening: bool, sequential: bool) -> Option<Error> {
         let Self::Quiet(core) = self else { unreachable!("a call begins once, quiet") };
         let (inner, source) = (core.inner, core.source);
         let res = source.resolve(inner);
-        let observer = inner.observer.as_deref().filter(|o| listening(inner, *o));
+        let observer = inner.observer.as_deref().filter(|_| listening);
         if capture || observer.is_some() {
             let watch = Recording::new(inner, source.key(), capture, observer);
             let mut core = Box::new(Call::new(inner, source, watch));
@@ -374,7 +374,7 @@ impl<'x> Engine<'x> {
 
 /// Whether `observer` wants this call; a panic there (recovered when
 /// recovery is on) counts as yes, so the callbacks that follow report it.
-fn listening(inner: &Inner, observer: &dyn crate::observe::Observer) -> bool {
+pub(crate) fn listening(inner: &Inner, observer: &dyn crate::observe::Observer) -> bool {
     if inner.recover_panics {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer.enabled())).unwrap_or(true)
     } else {

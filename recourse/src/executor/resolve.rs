@@ -261,8 +261,7 @@ impl Inner {
             && policy.retry.timeout_per_attempt.is_zero()
             && policy.retry.overall_timeout.is_zero()
             && note.is_none()
-            && fallback_from.is_none()
-            && self.observer.is_none();
+            && fallback_from.is_none();
         let plain = lean && matches!(retry_budget, BudgetSlot::Unbudgeted);
         Ok(Resolved {
             policy,
@@ -405,6 +404,10 @@ impl SiteCache {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Look {
     pub(crate) capture: bool,
+    /// Whether the executor's observer listens to this call
+    /// (`Observer::enabled`): it is asked here, once, so that an observer
+    /// that does not listen leaves the call as lean as with none.
+    pub(crate) listening: bool,
     pub(crate) generation: u64,
     pub(crate) plain: bool,
 }
@@ -413,8 +416,9 @@ impl Look {
     #[inline]
     pub(crate) fn now(inner: &Inner, source: Source<'_>) -> Self {
         let capture = crate::observe::capture_requested();
+        let listening = inner.observer.as_deref().is_some_and(|o| super::engine::listening(inner, o));
         let generation = inner.generation();
-        Self { capture, generation, plain: !capture && source.is_plain(inner, generation) }
+        Self { capture, listening, generation, plain: !capture && !listening && source.is_plain(inner, generation) }
     }
 }
 

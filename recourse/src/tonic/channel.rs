@@ -54,16 +54,16 @@ fn path_key(request: &Request<Bytes>) -> PolicyKey {
 /// Streaming calls buffer until their request stream ends, so use it for
 /// unary methods. Hand it to a generated client like the channel itself:
 ///
-/// ```no_run
+/// ```
 /// use recourse::tonic::RetryChannel;
-/// use tonic::transport::Channel;
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let channel = Channel::from_static("http://127.0.0.1:50051").connect().await?;
-/// let channel = RetryChannel::new(channel); // on `recourse::global()`
-/// // let client = GreeterClient::new(channel);
-/// # let _ = channel;
-/// # Ok(()) }
+/// // With tonic's transport:
+/// //     let channel = Channel::from_static("http://127.0.0.1:50051").connect().await?;
+/// //     let client = GreeterClient::new(retrying(channel));
+/// fn retrying<S>(channel: S) -> RetryChannel<S> {
+///     RetryChannel::new(channel) // on `recourse::global()`
+/// }
+/// # let _ = retrying::<()>;
 /// ```
 pub struct RetryChannel<S> {
     inner: RecourseService<Bytes2Body<S>, KeyFn<PathKey>, GrpcResponses>,
