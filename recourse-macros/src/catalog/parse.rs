@@ -1,6 +1,7 @@
-//! Parsing and validating `recourse.toml` with the same floors and ceilings
-//! as the runtime's normalization (`recourse::policy::limits`), so a value
-//! the catalog accepts is never clamped at run time.
+//! Parsing and validating `recourse.toml` with the floors and ceilings of
+//! the runtime's normalization, read from the crate both share
+//! (`recourse_policy::limits`), so a value the catalog accepts is never
+//! clamped at run time.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,8 +12,8 @@ use toml::de::{DeTable, DeValue};
 use super::{Catalog, PolicyEntry};
 use crate::key::{key_problem, suggest};
 
-const MS: u64 = 1_000_000;
-const S: u64 = 1_000 * MS;
+use recourse_policy::duration::{nanos, parse as parse_duration, show as show_duration};
+use recourse_policy::limits;
 
 /// A catalog budget reference: `budget = "name"` or `{ name, cost }`.
 #[derive(Debug, Clone)]
@@ -268,10 +269,15 @@ fn parse_policy(ctx: &Ctx<'_>, name: &str, fields: &DeTable<'_>, errors: &mut Ve
         let path = field(k);
         let result = match &**k {
             "id" => string(ctx, value, &path).map(|v| spec.id = Some(v)),
-            "max_attempts" => integer(ctx, value, &path, 1, 10).map(|v| spec.max_attempts = Some(v)),
-            "initial_backoff" => duration(ctx, value, &path, MS, None).map(|v| spec.initial_backoff = Some(v)),
-            "max_backoff" => duration(ctx, value, &path, MS, Some(30 * S)).map(|v| spec.max_backoff = Some(v)),
-            "backoff_multiplier" => float(ctx, value, &path, 1.0, 10.0).map(|v| spec.backoff_multiplier = Some(v)),
+            "max_attempts" => integer(ctx, value, &path, 1, limits::MAX_ATTEMPTS).map(|v| spec.max_attempts = Some(v)),
+            "initial_backoff" => duration(ctx, value, &path, nanos(limits::MIN_INITIAL_BACKOFF), None)
+                .map(|v| spec.initial_backoff = Some(v)),
+            "max_backoff" => {
+                duration(ctx, value, &path, nanos(limits::MIN_INITIAL_BACKOFF), Some(nanos(limits::MAX_BACKOFF)))
+                    .map(|v| spec.max_backoff = Some(v))
+            }
+            "backoff_multiplier" => float(ctx, value, &path, limits::MIN_MULTIPLIER, limits::MAX_MULTIPLIER)
+                .map(|v| spec.backoff_multiplier = Some(v)),
             "jitter" => jitter(ctx, value, &path).map(|v| spec.jitter = Some(v)),
             "timeout_per_attempt" => timeout(ctx, value, &path).map(|v| spec.timeout_per_attempt = Some(v)),
             "overall_timeout" => timeout(ctx, value, &path).map(|v| spec.overall_timeout = Some(v)),
@@ -300,9 +306,9 @@ fn parse_policy(ctx: &Ctx<'_>, name: &str, fields: &DeTable<'_>, errors: &mut Ve
     // normalization would; writing it here keeps the run-time policy
     // unclamped.
     if let (Some(initial), None) = (spec.initial_backoff, spec.max_backoff)
-        && initial > 250 * MS
+        && initial > nanos(limits::DEFAULT_MAX_BACKOFF)
     {
-        spec.max_backoff = Some(initial.min(30 * S).max(initial));
+        spec.max_backoff = Some(initial.min(nanos(limits::MAX_BACKOFF)).max(initial));
     }
     spec
 }
@@ -319,8 +325,8 @@ fn hedge(
         let path = format!("{path}.{}", key.get_ref());
         let result = match &**key.get_ref() {
             "enabled" => boolean(ctx, value, &path).map(|v| spec.enabled = v),
-            "max_hedges" => integer(ctx, value, &path, 1, 3).map(|v| spec.max_hedges = Some(v)),
-            "delay" => duration(ctx, value, &path, 10 * MS, None).map(|v| spec.delay = Some(v)),
+            "max_hedges" => integer(ctx, value, &path, 1, limits::MAX_HEDGES).map(|v| spec.max_hedges = Some(v)),
+            "delay" => duration(ctx, value, &path, nanos(limits::MIN_HEDGE_DELAY), None).map(|v| spec.delay = Some(v)),
             "trigger" => string(ctx, value, &path).map(|v| spec.trigger = Some(v)),
             "budget" => budget_ref(ctx, value, &path).map(|v| spec.budget = Some(v)),
             "cancel_on_first_terminal" => boolean(ctx, value, &path).map(|v| spec.cancel_on_first_terminal = Some(v)),
@@ -347,9 +353,13 @@ fn circuit(
             "enabled" => boolean(ctx, value, &path).map(|v| spec.enabled = v),
             "threshold" => integer(ctx, value, &path, 1, u32::MAX).map(|v| spec.threshold = Some(v)),
             "failure_ratio" => float(ctx, value, &path, f64::MIN_POSITIVE, 1.0).map(|v| spec.failure_ratio = Some(v)),
-            "window" => duration(ctx, value, &path, S, None).map(|v| spec.window = Some(v)),
+            "window" => {
+                duration(ctx, value, &path, nanos(limits::MIN_CIRCUIT_WINDOW), None).map(|v| spec.window = Some(v))
+            }
             "min_throughput" => integer(ctx, value, &path, 1, u32::MAX).map(|v| spec.min_throughput = Some(v)),
-            "cooldown" => duration(ctx, value, &path, 100 * MS, None).map(|v| spec.cooldown = Some(v)),
+            "cooldown" => {
+                duration(ctx, value, &path, nanos(limits::MIN_CIRCUIT_COOLDOWN), None).map(|v| spec.cooldown = Some(v))
+            }
             _ => Err(unknown_field(ctx, key, path.rsplit_once('.').map_or("", |p| p.0), CIRCUIT_FIELDS)),
         };
         if let Err(e) = result {
@@ -517,11 +527,15 @@ fn jitter(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<Str
 
 /// A timeout: `"0s"` disables it, otherwise at least 1 ms.
 fn timeout(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<u64, String> {
-    let nanos = duration(ctx, value, path, 0, None)?;
-    if nanos != 0 && nanos < MS {
-        return Err(ctx.at(value, format!("{path} = {} is below 1ms (use \"0s\" to disable it)", show_duration(nanos))));
+    let given = duration(ctx, value, path, 0, None)?;
+    let min = nanos(limits::MIN_TIMEOUT);
+    if given != 0 && given < min {
+        return Err(ctx.at(
+            value,
+            format!("{path} = {} is below {} (use \"0s\" to disable it)", show_duration(given), show_duration(min)),
+        ));
     }
-    Ok(nanos)
+    Ok(given)
 }
 
 fn duration(
@@ -548,44 +562,6 @@ fn duration(
     Ok(nanos)
 }
 
-/// `"250ms"`, `"1.5s"`, `"2m"`, `"100us"`: a non-negative decimal and a unit.
-pub(crate) fn parse_duration(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let scale: u64 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => MS,
-        "s" => S,
-        "m" => 60 * S,
-        "h" => 3_600 * S,
-        _ => return None,
-    };
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-        return None;
-    }
-    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    let whole: u64 = whole.parse().ok()?;
-    let mut nanos = whole.checked_mul(scale)?;
-    let mut place = scale;
-    for digit in frac.chars() {
-        place /= 10;
-        nanos = nanos.checked_add(u64::from(digit.to_digit(10)?) * place)?;
-    }
-    Some(nanos)
-}
-
-pub(crate) fn show_duration(nanos: u64) -> String {
-    match nanos {
-        0 => "0s".to_owned(),
-        n if n % S == 0 => format!("{}s", n / S),
-        n if n % MS == 0 => format!("{}ms", n / MS),
-        n if n % 1_000 == 0 => format!("{}us", n / 1_000),
-        n => format!("{n}ns"),
-    }
-}
-
 fn budget_ref(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result<BudgetRefSpec, String> {
     match value.get_ref() {
         DeValue::String(_) => Ok(BudgetRefSpec { name: string(ctx, value, path)?, cost: 1 }),
@@ -609,6 +585,7 @@ fn budget_ref(ctx: &Ctx<'_>, value: &Spanned<DeValue<'_>>, path: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use recourse_policy::duration::{MS, S};
 
     fn catalog(text: &str) -> Catalog {
         parse(text, PathBuf::from("/x/recourse.toml"), "recourse.toml")

@@ -35,6 +35,7 @@ use std::time::Duration;
 pub use builder::PolicyBuilder;
 pub use key::{KeyError, PolicyKey, validate_key};
 pub use normalize::{Normalization, NormalizeError, limits};
+pub use recourse_policy::duration;
 
 /// The complete resilience envelope for one policy key.
 #[derive(Debug, Clone, PartialEq)]
