@@ -1,11 +1,11 @@
-//! `recourse::policy::validate_key` against the fixture the macro crate's
-//! compile-time key check is tested with: the two must agree on every key.
+//! `recourse::policy::validate_key` (the rule the macros' compile-time key
+//! check runs too, from `recourse-policy`) against the key fixture.
 #![allow(missing_docs)]
 
 use recourse::policy::validate_key;
 
 #[test]
-fn runtime_and_compile_time_key_rules_agree() {
+fn the_key_rule_gives_every_fixture_its_verdict() {
     let fixture = include_str!("../fixtures/keys.txt");
     let mut checked = 0;
     for line in fixture.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
