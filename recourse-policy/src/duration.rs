@@ -88,6 +88,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused(text in ".{0,24}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn shown_durations_parse_back(nanos in 0u64..=u64::MAX / 3_600) {
+            proptest::prop_assert_eq!(parse(&show(nanos)), Some(nanos));
+        }
+
+        #[test]
+        fn decimals_in_any_unit_are_exact(whole in 0u64..100_000, millis in 0u64..1_000) {
+            let text = format!("{whole}.{millis:03}s");
+            proptest::prop_assert_eq!(parse(&text), Some(whole * S + millis * MS));
+        }
+    }
+
     #[test]
     fn show_round_trips_through_parse() {
         for nanos in [0, 7, 100_000, 250 * MS, 30 * S, 90 * S] {

@@ -122,6 +122,17 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_judged_without_panicking(text in "\\PC{0,40}") {
+            match validate_key(&text) {
+                Ok(()) => proptest::prop_assert!(text.contains('.') && text.len() <= 128),
+                Err(error) => proptest::prop_assert!(!error.to_string().is_empty()),
+            }
+            let _ = suggest(&text, ["users.Get", "billing.Charge", ""]);
+        }
+    }
+
     #[test]
     fn suggestions() {
         assert_eq!(
