@@ -85,7 +85,7 @@ pub fn validate_key(text: &str) -> Result<(), KeyError> {
 }
 
 /// Levenshtein distance, for "did you mean" suggestions.
-pub fn distance(a: &str, b: &str) -> usize {
+fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

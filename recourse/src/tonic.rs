@@ -91,7 +91,7 @@ mod channel;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use channel::{Bytes2Body, GrpcResponses, RetryChannel};
+pub use channel::{GrpcResponses, RetryChannel};
 
 use std::error::Error as StdError;
 use std::future::Future;

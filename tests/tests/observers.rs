@@ -594,3 +594,20 @@ async fn an_observer_that_is_not_listening_hears_nothing_and_a_capture_still_wor
     executor.call("users.Get", ok).await.unwrap();
     assert_eq!(observer.starts.load(std::sync::atomic::Ordering::Relaxed), 1, "only the call it listened to");
 }
+
+/// Panics when asked whether it listens.
+struct UndecidedObserver;
+
+impl Observer for UndecidedObserver {
+    fn enabled(&self) -> bool {
+        panic!("cannot decide")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_enabled_is_recovered_and_counted() {
+    let executor = Executor::builder().observer(UndecidedObserver).recover_panics(true).build();
+    let result = executor.call("users.Get", || async { Ok::<_, std::io::Error>(1) }).await;
+    assert_eq!(result.unwrap(), 1);
+    assert_eq!(executor.observer_panics(), 1);
+}

@@ -372,12 +372,14 @@ impl<'x> Engine<'x> {
     }
 }
 
-/// Whether `observer` wants this call; a panic there (recovered when
-/// recovery is on) counts as yes, so the callbacks that follow report it.
+/// Whether `observer` wants this call. A panic there, recovered when
+/// recovery is on, is counted like any observer panic and counts as yes.
 pub(crate) fn listening(inner: &Inner, observer: &dyn crate::observe::Observer) -> bool {
-    if inner.recover_panics {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer.enabled())).unwrap_or(true)
-    } else {
-        observer.enabled()
+    if !inner.recover_panics {
+        return observer.enabled();
     }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| observer.enabled())).unwrap_or_else(|_| {
+        inner.observer_panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    })
 }

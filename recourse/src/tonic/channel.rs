@@ -127,7 +127,7 @@ where
 /// The channel seen from the layer: a buffered request becomes a tonic
 /// body again for each attempt.
 #[derive(Clone)]
-pub struct Bytes2Body<S>(S);
+pub(crate) struct Bytes2Body<S>(S);
 
 impl<S> fmt::Debug for Bytes2Body<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
