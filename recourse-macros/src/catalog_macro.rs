@@ -3,7 +3,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
-use crate::catalog::BudgetDeclSpec;
+use crate::catalog::BudgetDecl;
 use crate::key::split;
 use crate::recourse_attr::{rewrite, validate};
 use crate::runtime_path::RuntimePath;
@@ -39,7 +39,7 @@ fn try_expand(input: TokenStream) -> syn::Result<TokenStream> {
     });
     let classifiers = &catalog.classifiers;
     let custom_budgets =
-        catalog.budgets.iter().filter(|(_, decl)| matches!(decl, BudgetDeclSpec::Custom)).map(|(name, _)| name);
+        catalog.budgets.iter().filter(|(_, decl)| matches!(decl, BudgetDecl::Custom)).map(|(name, _)| name);
     let triggers = &catalog.triggers;
     let shown = &catalog.shown;
     let tracking = rewrite::tracking(&catalog.path);
@@ -48,7 +48,7 @@ fn try_expand(input: TokenStream) -> syn::Result<TokenStream> {
         #tracking
         // A `static` of its own: keys own strings, so the array cannot be
         // a promoted constant.
-        static __RECOURSE_POLICIES: [(#private::PolicyKey, #private::CatalogSpec); #count] = [#(#policies),*];
+        static __RECOURSE_POLICIES: [(#private::PolicyKey, #private::CatalogEntry); #count] = [#(#policies),*];
         static __RECOURSE_CATALOG: #private::Catalog = #private::Catalog::new(
             #shown,
             &__RECOURSE_POLICIES,

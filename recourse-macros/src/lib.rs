@@ -131,7 +131,7 @@ use proc_macro::TokenStream;
 ///     // refreshed when the provider or classifier registry changes).
 ///     static __RECOURSE_SITE: CallSite = CallSite::new(
 ///         PolicyKey::from_static("billing", "Charge"),
-///         Some(CatalogSpec { max_attempts: Some(4), /* ... */ }),
+///         Some(CatalogEntry { spec: PolicySpec { max_attempts: Some(4), /* ... */ }, budgets: &[] }),
 ///         None, // the `classifier` argument
 ///     );
 ///     // Makes `recourse.toml` a build input: cargo rebuilds when it changes.

@@ -10,7 +10,8 @@ pub use crate::classify::{Classify, ErrorView, Outcome, OutcomeKind};
 // `#[recourse]` support: call sites, compiled catalog policies and the
 // sequential (`&mut`) driver.
 pub use crate::Error;
-pub use crate::executor::catalog::{BudgetDecl, Catalog, CatalogSpec, CircuitSpec, HedgeSpec};
+pub use crate::executor::catalog::{Catalog, CatalogEntry};
+pub use crate::policy::spec::{BudgetDecl, BudgetRefSpec, CircuitSpec, HedgeSpec, PolicySpec};
 pub use crate::executor::drive::{Checked, ErrorOps, Sequential};
 pub use crate::executor::site::{CallSite, CheckedKey};
 pub use crate::executor::{Executor, global};

@@ -13,12 +13,14 @@
 
 mod parse;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-pub(crate) use parse::{BudgetDeclSpec, BudgetRefSpec, PolicySpec};
+use recourse_policy::catalog::Builtins;
+pub(crate) use recourse_policy::catalog::CatalogDoc;
+pub(crate) use recourse_policy::spec::{BudgetDecl, BudgetRefSpec, PolicySpec};
 
 /// Built-in classifier names every executor registers (with `recourse`'s
 /// `http` and `tonic` features, `http` and `grpc` too).
@@ -38,7 +40,12 @@ pub(crate) const BUILTIN_BUDGETS: &[&str] = &["unlimited"];
 /// Built-in hedge trigger names every executor registers.
 pub(crate) const BUILTIN_TRIGGERS: &[&str] = &["fixed_delay", "p50", "p90", "p95", "p99"];
 
-/// A parsed catalog.
+/// The names every executor registers, which a catalog may reference
+/// without declaring them.
+const BUILTINS: Builtins<'static> =
+    Builtins { classifiers: BUILTIN_CLASSIFIERS, budgets: BUILTIN_BUDGETS, triggers: BUILTIN_TRIGGERS };
+
+/// A parsed catalog and where it is.
 #[derive(Debug)]
 pub(crate) struct Catalog {
     /// Absolute path, for rebuild tracking (`include_bytes!`).
@@ -46,30 +53,23 @@ pub(crate) struct Catalog {
     /// The path as shown in messages (relative to the manifest directory
     /// when inside it).
     pub(crate) shown: String,
-    pub(crate) policies: BTreeMap<String, PolicyEntry>,
-    pub(crate) classifiers: Vec<String>,
-    /// `[triggers] names = [...]`: hedge triggers registered in code.
-    pub(crate) triggers: Vec<String>,
-    /// `[budgets.<name>]` declarations.
-    pub(crate) budgets: BTreeMap<String, BudgetDeclSpec>,
-    /// Problems that concern the whole file (syntax, unknown tables,
-    /// malformed budgets); reported by every call site.
-    pub(crate) errors: Vec<String>,
+    /// What it declares and every problem in it, decoded by the reader the
+    /// file provider uses at run time.
+    pub(crate) doc: CatalogDoc,
 }
 
-/// One `[policies."<key>"]` table.
-#[derive(Debug)]
-pub(crate) struct PolicyEntry {
-    pub(crate) line: usize,
-    pub(crate) spec: PolicySpec,
-    /// Invalid values in this table; reported by the call sites that use it.
-    pub(crate) errors: Vec<String>,
+impl std::ops::Deref for Catalog {
+    type Target = CatalogDoc;
+
+    fn deref(&self) -> &CatalogDoc {
+        &self.doc
+    }
 }
 
 impl Catalog {
     /// Whether `name` is a classifier a policy may name.
     pub(crate) fn knows_classifier(&self, name: &str) -> bool {
-        BUILTIN_CLASSIFIERS.contains(&name) || self.classifiers.iter().any(|c| c == name)
+        self.doc.knows_classifier(&BUILTINS, name)
     }
 
     /// Every classifier name a policy may use.
@@ -114,7 +114,8 @@ pub(crate) fn load(source: Option<&Path>) -> Result<Arc<Catalog>, LoadError> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| LoadError::Unreadable { shown: shown.clone(), error: e.to_string() })?;
     let absolute = path.canonicalize().unwrap_or_else(|_| path.clone());
-    let catalog = Arc::new(parse::parse(&text, absolute, &shown));
+    let doc = recourse_policy::catalog::decode(&text, &shown, &BUILTINS);
+    let catalog = Arc::new(Catalog { path: absolute, shown, doc });
     cache.insert(path, CacheEntry { modified, len: meta.len(), catalog: Arc::clone(&catalog) });
     Ok(catalog)
 }

@@ -36,7 +36,7 @@ use syn::visit_mut::VisitMut;
 
 use super::args::Args;
 use super::validate::{Checked, Mode};
-use crate::catalog::{BudgetDeclSpec, BudgetRefSpec, Catalog, PolicySpec};
+use crate::catalog::{BudgetDecl, BudgetRefSpec, Catalog, PolicySpec};
 use crate::key::split;
 
 pub(crate) fn rewrite(mut func: syn::ItemFn, args: &Args, checked: &Checked) -> TokenStream {
@@ -205,8 +205,14 @@ fn some<T: ToTokens>(private: &TokenStream, value: Option<T>) -> TokenStream {
     }
 }
 
-fn duration(private: &TokenStream, nanos: Option<u64>) -> TokenStream {
-    some(private, nanos.map(|n| quote!(#private::Duration::from_nanos(#n))))
+fn duration(private: &TokenStream, duration: Option<std::time::Duration>) -> TokenStream {
+    some(
+        private,
+        duration.map(|d| {
+            let nanos = recourse_policy::duration::nanos(d);
+            quote!(#private::Duration::from_nanos(#nanos))
+        }),
+    )
 }
 
 fn budget(private: &TokenStream, budget: Option<&BudgetRefSpec>) -> TokenStream {
@@ -214,69 +220,56 @@ fn budget(private: &TokenStream, budget: Option<&BudgetRefSpec>) -> TokenStream 
         private,
         budget.map(|b| {
             let (name, cost) = (&b.name, b.cost);
-            quote!((#name, #cost))
+            quote!(#private::BudgetRefSpec { name: #name, cost: #cost })
         }),
     )
 }
 
+/// The catalog entry `spec` as constant data: every field of the shared
+/// `PolicySpec` written out (a field added to it fails to compile here
+/// until it is emitted), with the budgets it names that the catalog
+/// declares.
 pub(crate) fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &Catalog) -> TokenStream {
-    let id = some(private, spec.id.as_deref());
-    let max_attempts = some(private, spec.max_attempts);
-    let initial = duration(private, spec.initial_backoff);
-    let max = duration(private, spec.max_backoff);
-    let multiplier = some(private, spec.backoff_multiplier.map(proc_macro2::Literal::f64_suffixed));
+    let PolicySpec {
+        id,
+        max_attempts,
+        initial_backoff,
+        max_backoff,
+        backoff_multiplier,
+        jitter,
+        timeout_per_attempt,
+        overall_timeout,
+        classifier,
+        budget: retry_budget,
+        hedge,
+        circuit,
+    } = spec;
+    let id = some(private, id.as_deref());
+    let max_attempts = some(private, *max_attempts);
+    let initial = duration(private, *initial_backoff);
+    let max = duration(private, *max_backoff);
+    let multiplier = some(private, backoff_multiplier.map(proc_macro2::Literal::f64_suffixed));
     let jitter = some(
         private,
-        spec.jitter.as_deref().map(|j| match j {
-            "full" => quote!(#private::Jitter::Full),
-            "equal" => quote!(#private::Jitter::Equal),
-            _ => quote!(#private::Jitter::None),
+        jitter.map(|j| {
+            let variant = syn::Ident::new(&format!("{j:?}"), Span::call_site());
+            quote!(#private::Jitter::#variant)
         }),
     );
-    let per_attempt = duration(private, spec.timeout_per_attempt);
-    let overall = duration(private, spec.overall_timeout);
-    let classifier = some(private, spec.classifier.as_deref());
-    let retry_budget = budget(private, spec.budget.as_ref());
-    let hedge = some(
-        private,
-        spec.hedge.as_ref().map(|h| {
-            let enabled = h.enabled;
-            let max_hedges = some(private, h.max_hedges);
-            let delay = duration(private, h.delay);
-            let trigger = some(private, h.trigger.as_deref());
-            let budget = budget(private, h.budget.as_ref());
-            let cancel = some(private, h.cancel_on_first_terminal);
-            quote!(#private::HedgeSpec {
-                enabled: #enabled, max_hedges: #max_hedges, delay: #delay, trigger: #trigger,
-                budget: #budget, cancel_on_first_terminal: #cancel,
-            })
-        }),
-    );
-    let circuit = some(
-        private,
-        spec.circuit.as_ref().map(|c| {
-            let enabled = c.enabled;
-            let threshold = some(private, c.threshold);
-            let cooldown = duration(private, c.cooldown);
-            let ratio = some(private, c.failure_ratio.map(proc_macro2::Literal::f64_suffixed));
-            let window = duration(private, c.window);
-            let min_throughput = some(private, c.min_throughput);
-            quote!(#private::CircuitSpec {
-                enabled: #enabled, threshold: #threshold, cooldown: #cooldown,
-                failure_ratio: #ratio, window: #window, min_throughput: #min_throughput,
-            })
-        }),
-    );
-    let referenced = [spec.budget.as_ref(), spec.hedge.as_ref().and_then(|h| h.budget.as_ref())];
-    let mut names: Vec<&str> = referenced.into_iter().flatten().map(|b| b.name.as_str()).collect();
+    let per_attempt = duration(private, *timeout_per_attempt);
+    let overall = duration(private, *overall_timeout);
+    let classifier = some(private, classifier.as_deref());
+    let retry_budget = budget(private, retry_budget.as_ref());
+    let hedge = some(private, hedge.as_ref().map(|h| hedge_spec(private, h)));
+    let circuit = some(private, circuit.as_ref().map(|c| circuit_spec(private, c)));
+    let mut names: Vec<&str> = spec.budget_names().map(String::as_str).collect();
     names.dedup();
     let decls = names.into_iter().filter_map(|name| {
         let decl = match catalog.budgets.get(name)? {
             // Registered in code: the executor's registry answers for it.
-            BudgetDeclSpec::Custom => return None,
-            BudgetDeclSpec::Unlimited => quote!(#private::BudgetDecl::Unlimited),
-            BudgetDeclSpec::TokenBucket { capacity, refill_per_sec } => {
-                let capacity = u64::from(*capacity);
+            BudgetDecl::Custom => return None,
+            BudgetDecl::Unlimited => quote!(#private::BudgetDecl::Unlimited),
+            BudgetDecl::TokenBucket { capacity, refill_per_sec } => {
                 let refill = proc_macro2::Literal::f64_suffixed(*refill_per_sec);
                 quote!(#private::BudgetDecl::TokenBucket { capacity: #capacity, refill_per_sec: #refill })
             }
@@ -284,22 +277,59 @@ pub(crate) fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &C
         Some(quote!((#name, #decl)))
     });
     quote! {
-        #private::CatalogSpec {
+        #private::CatalogEntry {
             budgets: &[#(#decls),*],
-            id: #id,
-            max_attempts: #max_attempts,
-            initial_backoff: #initial,
-            max_backoff: #max,
-            backoff_multiplier: #multiplier,
-            jitter: #jitter,
-            timeout_per_attempt: #per_attempt,
-            overall_timeout: #overall,
-            classifier: #classifier,
-            budget: #retry_budget,
-            hedge: #hedge,
-            circuit: #circuit,
+            spec: #private::PolicySpec {
+                id: #id,
+                max_attempts: #max_attempts,
+                initial_backoff: #initial,
+                max_backoff: #max,
+                backoff_multiplier: #multiplier,
+                jitter: #jitter,
+                timeout_per_attempt: #per_attempt,
+                overall_timeout: #overall,
+                classifier: #classifier,
+                budget: #retry_budget,
+                hedge: #hedge,
+                circuit: #circuit,
+            },
         }
     }
+}
+
+/// A `.hedge` table as constant data, every field written out.
+fn hedge_spec(private: &TokenStream, h: &recourse_policy::spec::HedgeSpec) -> TokenStream {
+    let recourse_policy::spec::HedgeSpec {
+        enabled,
+        max_hedges,
+        delay,
+        trigger,
+        budget: hedge_budget,
+        cancel_on_first_terminal,
+    } = h;
+    let max_hedges = some(private, *max_hedges);
+    let delay = duration(private, *delay);
+    let trigger = some(private, trigger.as_deref());
+    let hedge_budget = budget(private, hedge_budget.as_ref());
+    let cancel = some(private, *cancel_on_first_terminal);
+    quote!(#private::HedgeSpec {
+        enabled: #enabled, max_hedges: #max_hedges, delay: #delay, trigger: #trigger,
+        budget: #hedge_budget, cancel_on_first_terminal: #cancel,
+    })
+}
+
+/// A `.circuit` table as constant data, every field written out.
+fn circuit_spec(private: &TokenStream, c: &recourse_policy::spec::CircuitSpec) -> TokenStream {
+    let recourse_policy::spec::CircuitSpec { enabled, threshold, cooldown, failure_ratio, window, min_throughput } = c;
+    let threshold = some(private, *threshold);
+    let cooldown = duration(private, *cooldown);
+    let ratio = some(private, failure_ratio.map(proc_macro2::Literal::f64_suffixed));
+    let window = duration(private, *window);
+    let min_throughput = some(private, *min_throughput);
+    quote!(#private::CircuitSpec {
+        enabled: #enabled, threshold: #threshold, cooldown: #cooldown,
+        failure_ratio: #ratio, window: #window, min_throughput: #min_throughput,
+    })
 }
 
 /// Per-attempt bindings for the parameters, and the parameter patterns

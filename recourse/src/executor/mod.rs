@@ -27,7 +27,7 @@ use crate::classify::{Auto, Classifier, Classify, Inside, Registry};
 use crate::hedge::{self, HedgeTrigger};
 use crate::observe::{Multi, Noop, Observer};
 use crate::policy::{Policy, PolicyKey};
-use crate::provider::{PolicyProvider, StaticProvider};
+use crate::provider::{LayeredProvider, PolicyProvider, StaticProvider};
 
 pub(crate) use backoff::Rng;
 pub use catalog::Catalog;
@@ -567,15 +567,25 @@ impl ExecutorBuilder {
             _ => Some(Arc::new(self.observers)),
         };
         let provider_changes = self.provider.is_some();
-        let mut provider: Arc<dyn PolicyProvider> = match (self.provider, self.policies.is_empty()) {
-            (None, _) => Arc::new(self.policies),
-            (Some(provider), true) => provider,
-            (Some(provider), false) => Arc::new(resolve::Layered { first: self.policies, then: provider }),
+        // The catalog, when given, is the bottom layer and guards the
+        // others: file or remote policies for keys it does not declare are
+        // rejected.
+        let provider: Arc<dyn PolicyProvider> = match (self.provider, self.catalog) {
+            (None, None) => Arc::new(self.policies),
+            (provider, catalog) => {
+                let mut layered = LayeredProvider::new();
+                if !self.policies.is_empty() {
+                    layered = layered.layer(self.policies);
+                }
+                if let Some(provider) = provider {
+                    layered = layered.layer_shared(provider);
+                }
+                if let Some(catalog) = catalog {
+                    layered = layered.catalog(catalog);
+                }
+                Arc::new(layered)
+            }
         };
-        if let Some(catalog) = self.catalog {
-            let base = catalog.policies().fold(StaticProvider::new(), StaticProvider::with);
-            provider = Arc::new(resolve::Layered { first: provider, then: base });
-        }
         let mut single = Policy::zero(PolicyKey::default());
         single.retry.max_attempts = 1;
         Executor {

@@ -196,6 +196,9 @@ impl Watcher for Recording<'_> {
         if policy.meta.normalization.changed() {
             t.attributes.insert("policy_normalized", policy.meta.normalization.changed_fields().join(","));
         }
+        if let Some(error) = &policy.meta.error {
+            t.attributes.insert("policy_error", error.to_string());
+        }
         notes(t);
         if policy.retry.budget.is_set() {
             t.attributes.insert("budget", policy.retry.budget.name.trim().to_owned());

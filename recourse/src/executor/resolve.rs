@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwapOption;
 use tokio::time::Instant;
 
-use super::catalog::{BudgetDecl, CatalogSpec};
+use super::catalog::{CatalogEntry, declared_budget};
 use super::{FailureMode, Inner};
 use crate::budget::Budget;
 use crate::circuit::Breaker;
@@ -20,27 +20,6 @@ use crate::error::{Component, Error, PanicError};
 use crate::hedge::{HedgeTrigger, LatencyTracker};
 use crate::policy::{BudgetRef, Policy, PolicyKey};
 use crate::provider::{PolicyProvider, ProviderError, ProviderErrorKind};
-
-/// Two providers, the first asked first: the builder's static policies
-/// over the provider, or the provider over the catalog's policies (the
-/// base layer).
-pub(crate) struct Layered<A, B> {
-    pub(crate) first: A,
-    pub(crate) then: B,
-}
-
-impl<A: PolicyProvider, B: PolicyProvider> PolicyProvider for Layered<A, B> {
-    fn policy(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
-        match self.first.policy(key)? {
-            Some(policy) => Ok(Some(policy)),
-            None => self.then.policy(key),
-        }
-    }
-
-    fn generation(&self) -> u64 {
-        self.first.generation().wrapping_add(self.then.generation())
-    }
-}
 
 /// What a call site knows beyond the key (filled in by `#[recourse]`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,7 +30,7 @@ pub(crate) struct Site<'a> {
     /// A classifier named on the attribute; overrides the policy's.
     pub(crate) classifier: Option<&'a str>,
     /// Budgets the catalog declares for this policy.
-    pub(crate) budgets: &'a [(&'static str, BudgetDecl)],
+    pub(crate) budgets: &'a [(&'static str, crate::policy::spec::BudgetDecl)],
 }
 
 /// Why the policy in use is not the one the provider would normally give.
@@ -153,15 +132,20 @@ impl Inner {
     /// Looks a policy's budget up once per resolution; a budget declared in
     /// the call site's catalog is created on first use unless registered in
     /// code.
-    fn budget_slot(&self, budget: &BudgetRef, declared: &[(&'static str, BudgetDecl)]) -> BudgetSlot {
+    fn budget_slot(
+        &self,
+        budget: &BudgetRef,
+        declared: &[(&'static str, crate::policy::spec::BudgetDecl)],
+    ) -> BudgetSlot {
         let name = budget.name.trim();
         if name.is_empty() {
             return BudgetSlot::Unbudgeted;
         }
-        let found = match declared.iter().find(|(declared, _)| *declared == name) {
-            Some((_, decl)) => self.budgets.get_or_register(name, || decl.build()),
-            None => self.budgets.get(name),
-        };
+        let declared = declared.iter().find(|(declared, _)| *declared == name).map(|(_, decl)| decl);
+        let found = self.budgets.get(name).or_else(|| {
+            let budget = declared_budget(declared?)?;
+            self.budgets.get_or_register(name, || budget)
+        });
         found.map_or(BudgetSlot::Missing, BudgetSlot::Found)
     }
 
@@ -237,6 +221,11 @@ impl Inner {
     /// Resolves the policy and the classifier for a call.
     pub(crate) fn resolve(&self, key: &PolicyKey, site: Site<'_>) -> Result<Resolved, Error> {
         let (policy, note) = self.resolve_policy(key, site.catalog)?;
+        if let (Some(error), Some(observer)) = (&policy.meta.error, &self.observer)
+            && self.recover(Component::Observer, key, || observer.on_policy_error(key, &policy, error)).is_err()
+        {
+            self.observer_panics.fetch_add(1, Ordering::Relaxed);
+        }
         let requested = site.classifier.unwrap_or(&policy.retry.classifier).trim();
         let (classifier, fallback_from) = if requested.is_empty() {
             (None, None)
@@ -314,7 +303,7 @@ struct Cached {
 /// policy changed at run time is picked up on the next call.
 pub(crate) struct SiteCache {
     key: PolicyKey,
-    catalog: Option<CatalogSpec>,
+    catalog: Option<CatalogEntry>,
     classifier: Option<&'static str>,
     catalog_policy: OnceLock<Arc<Policy>>,
     cache: ArcSwapOption<Cached>,
@@ -331,7 +320,7 @@ impl SiteCache {
         clippy::large_types_passed_by_value,
         reason = "a const constructor of a `static`, evaluated at compile time"
     )]
-    pub(crate) const fn new(key: PolicyKey, catalog: Option<CatalogSpec>, classifier: Option<&'static str>) -> Self {
+    pub(crate) const fn new(key: PolicyKey, catalog: Option<CatalogEntry>, classifier: Option<&'static str>) -> Self {
         Self {
             key,
             catalog,

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::Executor;
-use super::catalog::CatalogSpec;
+use super::catalog::CatalogEntry;
 use super::drive::{Checked, ErrorOps, Sequential, drive};
 use super::resolve::SiteCache;
 use crate::classify::Classify;
@@ -24,7 +24,7 @@ impl std::fmt::Debug for CallSite {
 }
 
 impl CallSite {
-    pub const fn new(key: PolicyKey, catalog: Option<CatalogSpec>, classifier: Option<&'static str>) -> Self {
+    pub const fn new(key: PolicyKey, catalog: Option<CatalogEntry>, classifier: Option<&'static str>) -> Self {
         Self(SiteCache::new(key, catalog, classifier))
     }
 

@@ -68,6 +68,13 @@ pub trait Observer: Send + Sync + 'static {
     /// The key's circuit breaker changed state (an addition to the Go
     /// original's seven callbacks).
     fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {}
+    /// The policy resolved for `key` carries a problem
+    /// ([`Metadata::error`](crate::policy::Metadata::error)): a reload or
+    /// fetch failed and the last good policy is in use, or a layer's policy
+    /// was rejected. Called once per resolution (when the provider's
+    /// generation changes), not once per call; timelines carry the same
+    /// text as `policy_error`.
+    fn on_policy_error(&self, key: &PolicyKey, policy: &Policy, error: &str) {}
     /// Whether this observer wants to hear about calls now. Asked once per
     /// call; when no observer does (and no capture listens), the call runs
     /// as if none were installed: nothing recorded, nothing allocated. The
@@ -174,6 +181,9 @@ impl<O: Observer + ?Sized> Observer for Arc<O> {
     fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {
         (**self).on_circuit_change(key, transition);
     }
+    fn on_policy_error(&self, key: &PolicyKey, policy: &Policy, error: &str) {
+        (**self).on_policy_error(key, policy, error);
+    }
     fn enabled(&self) -> bool {
         (**self).enabled()
     }
@@ -266,6 +276,9 @@ impl Observer for Multi {
     }
     fn on_circuit_change(&self, key: &PolicyKey, transition: Transition) {
         self.observers.iter().for_each(|o| o.on_circuit_change(key, transition));
+    }
+    fn on_policy_error(&self, key: &PolicyKey, policy: &Policy, error: &str) {
+        self.observers.iter().for_each(|o| o.on_policy_error(key, policy, error));
     }
     fn enabled(&self) -> bool {
         self.observers.iter().any(Observer::enabled)

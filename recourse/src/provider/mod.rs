@@ -17,6 +17,11 @@
 //!   site's catalog policy or the default).
 
 mod dynamic;
+#[cfg(feature = "file")]
+mod file;
+mod layered;
+#[cfg(feature = "remote")]
+mod remote;
 mod static_provider;
 
 use std::error::Error as StdError;
@@ -26,6 +31,11 @@ use std::sync::Arc;
 use crate::policy::{Policy, PolicyKey};
 
 pub use dynamic::DynamicProvider;
+#[cfg(feature = "file")]
+pub use file::FileProvider;
+pub use layered::LayeredProvider;
+#[cfg(feature = "remote")]
+pub use remote::RemoteProvider;
 pub use static_provider::StaticProvider;
 
 /// A source of policies, consulted once per call.

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BudgetRef, Jitter, NormalizeError, Policy, PolicyKey};
+use crate::{BudgetRef, Jitter, NormalizeError, Policy, PolicyKey};
 
 /// Builds a [`Policy`] from the default policy for a key; later settings win.
 ///
@@ -42,7 +42,7 @@ impl PolicyBuilder {
         let mut policy = Policy::default_for(key);
         // A built policy is configured, not a default: its source is
         // filled in by whoever serves it (static, catalog, remote).
-        policy.meta.source = crate::policy::PolicySource::Unknown;
+        policy.meta.source = crate::PolicySource::Unknown;
         Self { policy, error: None }
     }
 

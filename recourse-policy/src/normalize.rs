@@ -4,11 +4,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::Policy;
+use crate::schema::Policy;
 
-/// The floors, ceilings and fill-in values normalization applies (shared
-/// with the compile-time catalog check through `recourse-policy`).
-pub use recourse_policy::limits;
+use crate::limits;
 
 /// What normalization changed, in the order it changed it.
 ///
@@ -239,7 +237,7 @@ impl Numbers {
 impl Policy {
     /// Clamps every field into its allowed range, in the Go original's
     /// order, appending each changed field to
-    /// [`meta.normalization`](super::Metadata::normalization). Idempotent:
+    /// [`meta.normalization`](crate::Metadata::normalization). Idempotent:
     /// normalizing twice changes nothing more and un-marks nothing.
     ///
     /// Deviations from Go (DESIGN §6.5): a NaN multiplier is treated like 0

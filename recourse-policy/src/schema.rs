@@ -1,30 +1,4 @@
-//! Policies: what a key's calls are allowed to do.
-//!
-//! A [`Policy`] is plain data: the retry envelope ([`RetryPolicy`]),
-//! hedging ([`HedgePolicy`]) and circuit breaking ([`CircuitPolicy`]) for one
-//! [`PolicyKey`], plus [`Metadata`] saying where it came from and what
-//! [normalization](Policy::normalize) had to change. Policies are built with
-//! [`Policy::builder`] (or [`Policy::default_for`] and field assignment),
-//! served by a [`PolicyProvider`](crate::provider::PolicyProvider), and never
-//! mutated by the executor.
-//!
-//! ```
-//! use recourse::policy::{Jitter, Policy};
-//! use std::time::Duration;
-//!
-//! let policy = Policy::builder("user-service.GetUser")
-//!     .max_attempts(4)
-//!     .backoff(Duration::from_millis(20), Duration::from_secs(1), 2.0)
-//!     .jitter(Jitter::Full)
-//!     .overall_timeout(Duration::from_secs(2))
-//!     .build();
-//! assert_eq!(policy.retry.max_attempts, 4);
-//! assert!(!policy.meta.normalization.changed());
-//! ```
-
-mod builder;
-mod key;
-mod normalize;
+//! The policy model: [`Policy`] and its parts, defaults and sources.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -32,10 +6,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use builder::PolicyBuilder;
-pub use key::{KeyError, PolicyKey, validate_key};
-pub use normalize::{Normalization, NormalizeError, limits};
-pub use recourse_policy::duration;
+use crate::builder::PolicyBuilder;
+use crate::key::PolicyKey;
+use crate::normalize::{Normalization, NormalizeError};
 
 /// The complete resilience envelope for one policy key.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,19 +180,22 @@ pub enum PolicySource {
     Unknown,
     /// [`Policy::default_for`]: no one configured the key.
     Default,
-    /// A [`StaticProvider`](crate::provider::StaticProvider) entry.
+    /// A `StaticProvider` entry (`recourse::provider`).
     Static,
     /// The `recourse.toml` catalog compiled into the call site.
     Catalog,
     /// A remote provider.
     Remote,
-    /// A remote provider's last known good copy.
+    /// A remote provider's last known good copy, served while the control
+    /// plane fails or answers garbage.
     LastKnownGood,
+    /// A policy file read at run time (`FileProvider`).
+    File,
 }
 
 impl PolicySource {
     /// The telemetry string: `unknown`, `default`, `static`, `catalog`,
-    /// `remote` or `lkg`.
+    /// `remote`, `lkg` or `file`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
@@ -228,6 +204,7 @@ impl PolicySource {
             Self::Catalog => "catalog",
             Self::Remote => "remote",
             Self::LastKnownGood => "lkg",
+            Self::File => "file",
         }
     }
 }
@@ -246,6 +223,10 @@ pub struct Metadata {
     pub source: PolicySource,
     /// Fields that normalization clamped or filled in.
     pub normalization: Normalization,
+    /// Why the source serves this policy rather than a newer one (a
+    /// reload or fetch that failed, a policy rejected by a catalog guard);
+    /// recorded on timelines as `policy_error`.
+    pub error: Option<Arc<str>>,
 }
 
 impl Policy {
@@ -292,7 +273,7 @@ impl Policy {
                 window: Duration::ZERO,
                 min_throughput: 0,
             },
-            meta: Metadata { source: PolicySource::Default, normalization: Normalization::default() },
+            meta: Metadata { source: PolicySource::Default, ..Metadata::default() },
         }
     }
 

@@ -1,0 +1,237 @@
+//! What a catalog or a policy document says about one key: every setting
+//! optional, an absent one keeping the default policy's value.
+//!
+//! One schema for every source. The macros decode `recourse.toml` into a
+//! `PolicySpec<String>` at compile time and embed it as a
+//! `PolicySpec<&'static str>`; the file and remote providers decode the
+//! same formats into `PolicySpec<String>` at run time; both become a
+//! [`Policy`] through [`PolicySpec::to_policy`], so the two paths cannot
+//! disagree about what a setting means.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{BudgetRef, Jitter, Policy, PolicyKey, PolicySource};
+
+/// Text in a spec: owned when decoded at run time, `&'static str` when
+/// embedded by the macros (so a compiled policy borrows its strings).
+pub trait Text: AsRef<str> {
+    /// The text as a policy field holds it.
+    fn to_cow(&self) -> Cow<'static, str>;
+}
+
+impl Text for &'static str {
+    fn to_cow(&self) -> Cow<'static, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl Text for String {
+    fn to_cow(&self) -> Cow<'static, str> {
+        Cow::Owned(self.clone())
+    }
+}
+
+/// A budget reference: `budget = "name"` or `{ name, cost }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetRefSpec<S = String> {
+    /// The budget's registry name.
+    pub name: S,
+    /// Units per attempt.
+    pub cost: u32,
+}
+
+/// A `.hedge` table (its presence enables hedging unless `enabled = false`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgeSpec<S = String> {
+    /// Whether hedging is on.
+    pub enabled: bool,
+    /// Extra attempts per retry group.
+    pub max_hedges: Option<u32>,
+    /// Spacing of fixed-delay hedges.
+    pub delay: Option<Duration>,
+    /// Registered hedge trigger name.
+    pub trigger: Option<S>,
+    /// Budget for hedge attempts.
+    pub budget: Option<BudgetRefSpec<S>>,
+    /// End the group on the first non-retryable or abort outcome.
+    pub cancel_on_first_terminal: Option<bool>,
+}
+
+impl<S> HedgeSpec<S> {
+    /// `enabled` with every other setting absent.
+    pub const fn enabled() -> Self {
+        Self {
+            enabled: true,
+            max_hedges: None,
+            delay: None,
+            trigger: None,
+            budget: None,
+            cancel_on_first_terminal: None,
+        }
+    }
+}
+
+/// A `.circuit` table (its presence enables the breaker unless
+/// `enabled = false`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CircuitSpec {
+    /// Whether calls go through a breaker.
+    pub enabled: bool,
+    /// Consecutive failed calls that open the circuit.
+    pub threshold: Option<u32>,
+    /// How long the circuit stays open before a probe.
+    pub cooldown: Option<Duration>,
+    /// Failure-rate mode's ratio.
+    pub failure_ratio: Option<f64>,
+    /// Failure-rate mode's window.
+    pub window: Option<Duration>,
+    /// Calls the window must hold before the rate can open the circuit.
+    pub min_throughput: Option<u32>,
+}
+
+impl CircuitSpec {
+    /// `enabled` with every other setting absent.
+    pub const fn enabled() -> Self {
+        Self { enabled: true, threshold: None, cooldown: None, failure_ratio: None, window: None, min_throughput: None }
+    }
+}
+
+/// One policy's settings; `None` keeps the default policy's value.
+///
+/// ```
+/// use recourse::policy::{PolicySource, spec::PolicySpec};
+///
+/// let spec = PolicySpec::<String> { max_attempts: Some(5), ..PolicySpec::EMPTY };
+/// let policy = spec.to_policy("svc.Op".into(), PolicySource::File);
+/// assert_eq!(policy.retry.max_attempts, 5);
+/// assert_eq!(policy.retry.initial_backoff, std::time::Duration::from_millis(10));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicySpec<S = String> {
+    /// Policy identifier (a revision), surfaced to attempts and timelines.
+    pub id: Option<S>,
+    /// Attempts per call.
+    pub max_attempts: Option<u32>,
+    /// Base delay before the second attempt.
+    pub initial_backoff: Option<Duration>,
+    /// Cap for computed backoff sleeps.
+    pub max_backoff: Option<Duration>,
+    /// Exponential growth factor.
+    pub backoff_multiplier: Option<f64>,
+    /// Randomisation of each sleep.
+    pub jitter: Option<Jitter>,
+    /// Deadline for each attempt (zero disables it).
+    pub timeout_per_attempt: Option<Duration>,
+    /// Deadline for the whole call (zero disables it).
+    pub overall_timeout: Option<Duration>,
+    /// Registered classifier name.
+    pub classifier: Option<S>,
+    /// Budget for primary attempts.
+    pub budget: Option<BudgetRefSpec<S>>,
+    /// Hedging.
+    pub hedge: Option<HedgeSpec<S>>,
+    /// Circuit breaking.
+    pub circuit: Option<CircuitSpec>,
+}
+
+impl<S> PolicySpec<S> {
+    /// Every setting absent: the default policy.
+    pub const EMPTY: Self = Self {
+        id: None,
+        max_attempts: None,
+        initial_backoff: None,
+        max_backoff: None,
+        backoff_multiplier: None,
+        jitter: None,
+        timeout_per_attempt: None,
+        overall_timeout: None,
+        classifier: None,
+        budget: None,
+        hedge: None,
+        circuit: None,
+    };
+
+    /// Whether hedging is on.
+    pub fn hedging(&self) -> bool {
+        self.hedge.as_ref().is_some_and(|h| h.enabled)
+    }
+
+    /// The budget names this policy references (retry, then hedge).
+    pub fn budget_names(&self) -> impl Iterator<Item = &S> {
+        let hedge = self.hedge.as_ref().and_then(|h| h.budget.as_ref());
+        self.budget.as_ref().into_iter().chain(hedge).map(|b| &b.name)
+    }
+}
+
+impl<S> Default for PolicySpec<S> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl<S: Text> PolicySpec<S> {
+    /// The policy this spec describes for `key`: the default policy with
+    /// every given setting applied, normalized, from `source`.
+    pub fn to_policy(&self, key: PolicyKey, source: PolicySource) -> Policy {
+        let mut p = Policy::default_for(key);
+        p.meta.source = source;
+        p.id = self.id.as_ref().map(|id| Arc::from(id.as_ref()));
+        let r = &mut p.retry;
+        set(&mut r.max_attempts, self.max_attempts);
+        set(&mut r.initial_backoff, self.initial_backoff);
+        set(&mut r.max_backoff, self.max_backoff);
+        set(&mut r.backoff_multiplier, self.backoff_multiplier);
+        set(&mut r.jitter, self.jitter);
+        set(&mut r.timeout_per_attempt, self.timeout_per_attempt);
+        set(&mut r.overall_timeout, self.overall_timeout);
+        set(&mut r.classifier, self.classifier.as_ref().map(Text::to_cow));
+        set(&mut r.budget, self.budget.as_ref().map(budget_ref));
+        if let Some(h) = &self.hedge {
+            let hedge = &mut p.hedge;
+            hedge.enabled = h.enabled;
+            set(&mut hedge.max_hedges, h.max_hedges);
+            set(&mut hedge.delay, h.delay);
+            set(&mut hedge.trigger, h.trigger.as_ref().map(Text::to_cow));
+            set(&mut hedge.budget, h.budget.as_ref().map(budget_ref));
+            set(&mut hedge.cancel_on_first_terminal, h.cancel_on_first_terminal);
+        }
+        if let Some(c) = &self.circuit {
+            let circuit = &mut p.circuit;
+            circuit.enabled = c.enabled;
+            set(&mut circuit.threshold, c.threshold);
+            set(&mut circuit.cooldown, c.cooldown);
+            set(&mut circuit.failure_ratio, c.failure_ratio);
+            set(&mut circuit.window, c.window);
+            set(&mut circuit.min_throughput, c.min_throughput);
+        }
+        p.normalized()
+    }
+}
+
+fn budget_ref<S: Text>(b: &BudgetRefSpec<S>) -> BudgetRef {
+    BudgetRef { name: b.name.to_cow(), cost: b.cost }
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+/// A `[budgets.<name>]` declaration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BudgetDecl {
+    /// `kind = "unlimited"`: every attempt allowed.
+    Unlimited,
+    /// `kind = "token_bucket"`.
+    TokenBucket {
+        /// Tokens the bucket holds when full.
+        capacity: u32,
+        /// Tokens added per second.
+        refill_per_sec: f64,
+    },
+    /// `kind = "custom"`: registered in code under this name.
+    Custom,
+}
