@@ -396,4 +396,107 @@ names = ["mine"]
         let c = catalog("[policies.\"nodot\"]\n[budgets.x]\nkind = \"leaky\"\n");
         assert_eq!(c.errors.len(), 2, "{:?}", c.errors);
     }
+
+    /// Fields a catalog policy may hold, some misspelled, with values of
+    /// every shape, valid and not.
+    fn policy_line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let field = prop::sample::select(vec![
+            "max_attempts",
+            "initial_backoff",
+            "max_backoff",
+            "backoff_multiplier",
+            "jitter",
+            "timeout_per_attempt",
+            "overall_timeout",
+            "classifier",
+            "budget",
+            "id",
+            "max_atempts",
+            "hedge.max_hedges",
+            "hedge.delay",
+            "hedge.trigger",
+            "hedge.enabled",
+            "hedge.budget",
+            "circuit.threshold",
+            "circuit.cooldown",
+            "circuit.failure_ratio",
+            "circuit.window",
+            "circuit.min_throughput",
+            "circuit.enabled",
+        ]);
+        let value = prop::sample::select(vec![
+            "0",
+            "1",
+            "3",
+            "10",
+            "11",
+            "-1",
+            "4294967296",
+            "99999999999999999999",
+            "0.5",
+            "1.0",
+            "2.5",
+            "10.0",
+            "10.5",
+            "nan",
+            "inf",
+            "-0.0",
+            "true",
+            "false",
+            "\"\"",
+            "\"0s\"",
+            "\"500us\"",
+            "\"1ms\"",
+            "\"10ms\"",
+            "\"250ms\"",
+            "\"2s\"",
+            "\"31s\"",
+            "\"45s\"",
+            "\"1m\"",
+            "\"1.5s\"",
+            "\"-1s\"",
+            "\"fast\"",
+            "\"full\"",
+            "\"equal\"",
+            "\"none\"",
+            "\"auto\"",
+            "\"p99\"",
+            "\"unlimited\"",
+            "\"tb\"",
+            "{ name = \"tb\", cost = 2 }",
+            "{ name = \"tb\", cost = 0 }",
+            "{ cost = 1 }",
+            "[1, 2]",
+            "{}",
+        ]);
+        (field, value).prop_map(|(field, value)| format!("{field} = {value}"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_is_judged_without_panicking(text in "\\PC{0,200}") {
+            let doc = catalog(&text);
+            for problem in doc.problems() {
+                proptest::prop_assert!(problem.starts_with("recourse.toml:"), "{problem}");
+            }
+        }
+
+        /// A catalog the reader accepts is never clamped at run time: the
+        /// policy it describes is already normalized.
+        #[test]
+        fn an_accepted_policy_is_never_clamped(lines in proptest::collection::vec(policy_line(), 0..8)) {
+            let text = format!("[budgets.tb]\nkind = \"token_bucket\"\ncapacity = 5\n[policies.\"svc.Op\"]\n{}\n", lines.join("\n"));
+            let doc = catalog(&text);
+            for problem in doc.problems() {
+                proptest::prop_assert!(problem.starts_with("recourse.toml:"), "{problem}");
+            }
+            if doc.is_valid() {
+                let policy = doc.policies["svc.Op"].spec.to_policy(PolicyKey::parse("svc.Op"), PolicySource::Catalog);
+                proptest::prop_assert!(!policy.meta.normalization.changed(), "{text}\n{policy:?}");
+            }
+        }
+    }
 }

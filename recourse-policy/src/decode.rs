@@ -197,9 +197,8 @@ fn retry_field<V: Node>(
 ) -> Result<(), String> {
     match (ctx.dialect, key.name) {
         (_, "max_attempts") => integer(ctx, value, path, 1, limits::MAX_ATTEMPTS).map(|v| spec.max_attempts = Some(v)),
-        (_, "initial_backoff") => {
-            duration(ctx, value, path, limits::MIN_INITIAL_BACKOFF, None).map(|v| spec.initial_backoff = Some(v))
-        }
+        (_, "initial_backoff") => duration(ctx, value, path, limits::MIN_INITIAL_BACKOFF, Some(limits::MAX_BACKOFF))
+            .map(|v| spec.initial_backoff = Some(v)),
         (_, "max_backoff") => duration(ctx, value, path, limits::MIN_INITIAL_BACKOFF, Some(limits::MAX_BACKOFF))
             .map(|v| spec.max_backoff = Some(v)),
         (_, "backoff_multiplier") => float(ctx, value, path, limits::MIN_MULTIPLIER, limits::MAX_MULTIPLIER)

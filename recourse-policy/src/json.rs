@@ -156,3 +156,181 @@ impl Node for Value {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::Jitter;
+    use crate::spec::{BudgetRefSpec, CircuitSpec, HedgeSpec};
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z_]{1,8}"
+    }
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        (0u64..=90_000_000_000).prop_map(Duration::from_nanos)
+    }
+
+    fn budget() -> impl Strategy<Value = Option<BudgetRefSpec>> {
+        proptest::option::of((name(), any::<u32>()).prop_map(|(name, cost)| BudgetRefSpec { name, cost }))
+    }
+
+    fn spec() -> impl Strategy<Value = PolicySpec> {
+        let retry = (
+            proptest::option::of(name()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(duration()),
+            proptest::option::of(duration()),
+            proptest::option::of(-1e6f64..1e6),
+            proptest::option::of(prop::sample::select(vec![Jitter::None, Jitter::Full, Jitter::Equal])),
+            proptest::option::of(duration()),
+            proptest::option::of(duration()),
+            proptest::option::of(name()),
+            budget(),
+        );
+        let hedge = proptest::option::of(
+            (
+                any::<bool>(),
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(duration()),
+                proptest::option::of(name()),
+                budget(),
+                proptest::option::of(any::<bool>()),
+            )
+                .prop_map(|(enabled, max_hedges, delay, trigger, budget, cancel_on_first_terminal)| {
+                    HedgeSpec { enabled, max_hedges, delay, trigger, budget, cancel_on_first_terminal }
+                }),
+        );
+        let circuit = proptest::option::of(
+            (
+                any::<bool>(),
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(duration()),
+                proptest::option::of(0.0f64..2.0),
+                proptest::option::of(duration()),
+                proptest::option::of(any::<u32>()),
+            )
+                .prop_map(|(enabled, threshold, cooldown, failure_ratio, window, min_throughput)| {
+                    CircuitSpec { enabled, threshold, cooldown, failure_ratio, window, min_throughput }
+                }),
+        );
+        (retry, hedge, circuit).prop_map(|(r, hedge, circuit)| PolicySpec {
+            id: r.0,
+            max_attempts: r.1,
+            initial_backoff: r.2,
+            max_backoff: r.3,
+            backoff_multiplier: r.4,
+            jitter: r.5,
+            timeout_per_attempt: r.6,
+            overall_timeout: r.7,
+            classifier: r.8,
+            budget: r.9,
+            hedge,
+            circuit,
+        })
+    }
+
+    /// `spec` as the Go original would write it, durations alternating
+    /// between integers of nanoseconds and text.
+    fn go_json(spec: &PolicySpec, text_durations: bool) -> Value {
+        let d = |d: Duration| {
+            let nanos = crate::duration::nanos(d);
+            if text_durations { json!(crate::duration::show(nanos)) } else { json!(nanos) }
+        };
+        let budget = |b: &BudgetRefSpec| json!({"name": b.name, "cost": b.cost});
+        let mut retry = Map::new();
+        let put = |map: &mut Map<String, Value>, key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                map.insert(key.to_owned(), value);
+            }
+        };
+        put(&mut retry, "max_attempts", spec.max_attempts.map(|v| json!(v)));
+        put(&mut retry, "initial_backoff", spec.initial_backoff.map(d));
+        put(&mut retry, "max_backoff", spec.max_backoff.map(d));
+        put(&mut retry, "backoff_multiplier", spec.backoff_multiplier.map(|v| json!(v)));
+        put(&mut retry, "jitter", spec.jitter.map(|j| json!(j.as_str())));
+        put(&mut retry, "timeout_per_attempt", spec.timeout_per_attempt.map(d));
+        put(&mut retry, "overall_timeout", spec.overall_timeout.map(d));
+        put(&mut retry, "classifier_name", spec.classifier.as_ref().map(|v| json!(v)));
+        put(&mut retry, "budget", spec.budget.as_ref().map(budget));
+        let mut policy = Map::new();
+        policy.insert("key".to_owned(), json!({"namespace": "svc", "name": "Op"}));
+        put(&mut policy, "id", spec.id.as_ref().map(|v| json!(v)));
+        policy.insert("retry".to_owned(), Value::Object(retry));
+        if let Some(h) = &spec.hedge {
+            let mut hedge = Map::new();
+            hedge.insert("enabled".to_owned(), json!(h.enabled));
+            put(&mut hedge, "max_hedges", h.max_hedges.map(|v| json!(v)));
+            put(&mut hedge, "hedge_delay", h.delay.map(d));
+            put(&mut hedge, "trigger_name", h.trigger.as_ref().map(|v| json!(v)));
+            put(&mut hedge, "budget", h.budget.as_ref().map(budget));
+            put(&mut hedge, "cancel_on_first_terminal", h.cancel_on_first_terminal.map(|v| json!(v)));
+            policy.insert("hedge".to_owned(), Value::Object(hedge));
+        }
+        if let Some(c) = &spec.circuit {
+            let mut circuit = Map::new();
+            circuit.insert("enabled".to_owned(), json!(c.enabled));
+            put(&mut circuit, "threshold", c.threshold.map(|v| json!(v)));
+            put(&mut circuit, "cooldown", c.cooldown.map(d));
+            put(&mut circuit, "failure_ratio", c.failure_ratio.map(|v| json!(v)));
+            put(&mut circuit, "window", c.window.map(d));
+            put(&mut circuit, "min_throughput", c.min_throughput.map(|v| json!(v)));
+            policy.insert("circuit".to_owned(), Value::Object(circuit));
+        }
+        Value::Object(policy)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_is_judged_without_panicking(text in "\\PC{0,200}") {
+            if let Err(problems) = decode(&text, "policy.json") {
+                prop_assert!(!problems.is_empty());
+                for problem in problems {
+                    prop_assert!(problem.starts_with("policy.json"), "{problem}");
+                }
+            }
+        }
+
+        /// What the Go original writes decodes to the spec it came from,
+        /// and every decoded policy normalizes without a panic.
+        #[test]
+        fn go_documents_decode_to_their_spec(spec in spec(), text_durations in any::<bool>()) {
+            let text = go_json(&spec, text_durations).to_string();
+            let decoded = decode(&text, "policy.json").map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
+            prop_assert_eq!(decoded.len(), 1);
+            prop_assert_eq!(decoded[0].key.as_deref(), Some("svc.Op"));
+            prop_assert_eq!(&decoded[0].spec, &spec);
+            let policy = decoded[0].spec.to_policy("svc.Op".into(), crate::PolicySource::Remote);
+            prop_assert!(policy.is_normalized());
+        }
+    }
+
+    #[test]
+    fn hostile_documents_are_refused_by_name() {
+        let problems = |text: &str| decode(text, "p.json").unwrap_err().join("\n");
+        assert!(problems(r#"{"retry": {"max_attempts": -1}}"#).contains("retry.max_attempts = -1 must be at least 0"));
+        assert!(problems(r#"{"retry": {"initial_backoff": -5}}"#).contains("retry.initial_backoff = -5 is negative"));
+        assert!(
+            problems(r#"{"retry": {"max_attempts": 99999999999999999999}}"#)
+                .contains("must be an integer, found float")
+        );
+        assert!(problems(r#"{"retry": {"jitter": "ful"}}"#).contains("did you mean \"full\"?"));
+        assert!(problems(r#"{"hedge": {"hedge_dealy": 5}}"#).contains("did you mean `hedge_delay`?"));
+        assert!(problems(r#"{"key": "not a key"}"#).contains("key: policy key `not a key` contains ' '"));
+        assert!(problems("[1, 2]").contains("[0] must be a table, found integer"));
+        assert!(problems(&format!("{}1{}", "[".repeat(1000), "]".repeat(1000))).contains("recursion limit"));
+        assert!(problems("{\"retry\": ").starts_with("p.json:1:"));
+        let clamped = decode(r#"{"retry": {"max_attempts": 1000000, "backoff_multiplier": 1e300}}"#, "p.json").unwrap();
+        let policy = clamped[0].spec.to_policy("svc.Op".into(), crate::PolicySource::Remote);
+        assert_eq!(policy.retry.max_attempts, 10);
+        assert!((policy.retry.backoff_multiplier - 10.0).abs() < f64::EPSILON);
+        assert_eq!(policy.meta.normalization.changed_fields(), ["retry.max_attempts", "retry.backoff_multiplier"]);
+    }
+}

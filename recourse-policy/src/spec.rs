@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{BudgetRef, Jitter, Policy, PolicyKey, PolicySource};
+use crate::{BudgetRef, Jitter, Policy, PolicyKey, PolicySource, limits};
 
 /// Text in a spec: owned when decoded at run time, `&'static str` when
 /// embedded by the macros (so a compiled policy borrows its strings).
@@ -175,6 +175,12 @@ impl<S: Text> PolicySpec<S> {
     /// The policy this spec describes for `key`: the default policy with
     /// every given setting applied, normalized, from `source`.
     pub fn to_policy(&self, key: PolicyKey, source: PolicySource) -> Policy {
+        self.apply(key, source).normalized()
+    }
+
+    /// The default policy with every given setting applied, before
+    /// normalization.
+    fn apply(&self, key: PolicyKey, source: PolicySource) -> Policy {
         let mut p = Policy::default_for(key);
         p.meta.source = source;
         p.id = self.id.as_ref().map(|id| Arc::from(id.as_ref()));
@@ -188,9 +194,15 @@ impl<S: Text> PolicySpec<S> {
         set(&mut r.overall_timeout, self.overall_timeout);
         set(&mut r.classifier, self.classifier.as_ref().map(Text::to_cow));
         set(&mut r.budget, self.budget.as_ref().map(budget_ref));
+        // An omitted setting of an enabled table takes its default here, so
+        // normalization has nothing to fill in and reports nothing.
         if let Some(h) = &self.hedge {
             let hedge = &mut p.hedge;
             hedge.enabled = h.enabled;
+            if h.enabled {
+                hedge.max_hedges = limits::DEFAULT_MAX_HEDGES;
+                hedge.delay = limits::DEFAULT_HEDGE_DELAY;
+            }
             set(&mut hedge.max_hedges, h.max_hedges);
             set(&mut hedge.delay, h.delay);
             set(&mut hedge.trigger, h.trigger.as_ref().map(Text::to_cow));
@@ -200,13 +212,21 @@ impl<S: Text> PolicySpec<S> {
         if let Some(c) = &self.circuit {
             let circuit = &mut p.circuit;
             circuit.enabled = c.enabled;
+            if c.enabled {
+                circuit.threshold = limits::DEFAULT_CIRCUIT_THRESHOLD;
+                circuit.cooldown = limits::DEFAULT_CIRCUIT_COOLDOWN;
+            }
+            if c.failure_ratio.is_some_and(|ratio| ratio > 0.0) {
+                circuit.window = limits::DEFAULT_CIRCUIT_WINDOW;
+                circuit.min_throughput = limits::DEFAULT_MIN_THROUGHPUT;
+            }
             set(&mut circuit.threshold, c.threshold);
             set(&mut circuit.cooldown, c.cooldown);
             set(&mut circuit.failure_ratio, c.failure_ratio);
             set(&mut circuit.window, c.window);
             set(&mut circuit.min_throughput, c.min_throughput);
         }
-        p.normalized()
+        p
     }
 }
 

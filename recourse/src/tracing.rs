@@ -37,7 +37,10 @@
 //! Events: `budget denied` (`recourse.budget`, `recourse.reason`),
 //! `hedge spawned` (`recourse.hedge`), `attempt cancelled` (inside the
 //! cancelled attempt's span, `recourse.reason`), `circuit breaker changed`
-//! (`recourse.circuit.from`, `recourse.circuit.to`), and `recovered panic`
+//! (`recourse.circuit.from`, `recourse.circuit.to`), `policy problem`
+//! (`recourse.policy.source`, `recourse.policy.error`: a reload or fetch
+//! failed and the last good policy is in use, or a policy was rejected;
+//! once per resolution), and `recovered panic`
 //! (`recourse.panic`: the panic's message) for each plug-in panic the
 //! executor recovered during the call, at its end.
 //!
@@ -237,6 +240,17 @@ impl Observer for TracingObserver {
             recourse.circuit.from = %transition.from,
             recourse.circuit.to = %transition.to,
             "circuit breaker changed"
+        );
+    }
+
+    fn on_policy_error(&self, key: &PolicyKey, policy: &Policy, error: &str) {
+        tracing::event!(
+            target: "recourse",
+            Level::WARN,
+            recourse.key = %key,
+            recourse.policy.source = policy.meta.source.as_str(),
+            recourse.policy.error = error,
+            "policy problem"
         );
     }
 }
