@@ -5,7 +5,7 @@
 //! Every problem is reported, not only the first, each with
 //! `file:line:column`, the dotted path of the setting, and a did-you-mean
 //! for misspelled fields and names. Values are checked against
-//! [`limits`], so a value the catalog accepts is never clamped at run time.
+//! [`limits`](crate::limits), so a value the catalog accepts is never clamped at run time.
 //!
 //! ```
 //! use recourse::policy::catalog::{Builtins, decode};

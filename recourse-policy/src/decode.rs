@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::duration::{nanos, parse as parse_duration, show as show_nanos};
 use crate::key::suggest;
-use crate::spec::{BudgetDecl, BudgetRefSpec, CircuitSpec, HedgeSpec, PolicySpec};
+use crate::spec::{BudgetRefSpec, CircuitSpec, HedgeSpec, PolicySpec};
 use crate::{Jitter, limits};
 
 /// A value in a decoded document, as the walker needs to see it.
@@ -33,6 +33,7 @@ pub(crate) trait Node {
     /// A table's entries in document order.
     fn entries(&self) -> Option<Vec<(Field<'_>, &Self)>>;
     /// An array's items.
+    #[cfg_attr(not(feature = "toml"), allow(dead_code, reason = "only the catalog has arrays of names"))]
     fn items(&self) -> Option<Vec<&Self>>;
     /// Byte offset in the text, when the format keeps positions.
     fn offset(&self) -> Option<usize>;
@@ -275,12 +276,14 @@ fn circuit<V: Node>(
 }
 
 /// A `[budgets.<name>]` table.
+#[cfg(feature = "toml")]
 pub(crate) fn budget_decl<V: Node>(
     ctx: &Ctx<'_>,
     name: &Field<'_>,
     value: &V,
     errors: &mut Vec<String>,
-) -> Option<BudgetDecl> {
+) -> Option<crate::spec::BudgetDecl> {
+    use crate::spec::BudgetDecl;
     let path = format!("budgets.{}", name.name);
     if name.name.trim().is_empty() {
         errors.push(ctx.at(name.offset, "budget names cannot be empty"));
@@ -338,6 +341,7 @@ pub(crate) fn budget_decl<V: Node>(
 }
 
 /// `names = [...]` of `[classifiers]` or `[triggers]`.
+#[cfg(feature = "toml")]
 pub(crate) fn names<V: Node>(ctx: &Ctx<'_>, value: &V, table: &str, errors: &mut Vec<String>, names: &mut Vec<String>) {
     let Some(fields) = value.entries() else {
         errors.push(ctx.at(value.offset(), format!("`{table}` must be a table: `[{table}] names = [\"my_name\"]`")));

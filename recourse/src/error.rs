@@ -210,3 +210,23 @@ impl fmt::Display for Component {
         f.pad(self.as_str())
     }
 }
+
+/// Messages of an error chain as one line, `outer: inner: root` (as
+/// anyhow's `{:#}`), skipping a message the text already holds (an error
+/// that prints its source and also returns it). `None` for an empty chain.
+pub(crate) fn chain_text<'a>(mut chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> Option<String> {
+    let mut text = chain.next()?.to_string();
+    for link in chain {
+        let message = link.to_string();
+        if !message.is_empty() && !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+    }
+    Some(text)
+}
+
+/// [`chain_text`] of `error` and its `source()` chain.
+pub(crate) fn sources_text(error: &(dyn std::error::Error + 'static)) -> String {
+    chain_text(std::iter::successors(Some(error), |e| e.source())).unwrap_or_default()
+}

@@ -10,9 +10,9 @@
 //!
 //! Everything here is the `recourse-policy` crate, which the macros share:
 //! the catalog check at compile time and the providers at run time decode
-//! with the same code ([`catalog`] and [`json`], with the `file` or `remote`
-//! feature) into the same [`spec::PolicySpec`], and clamp with the same
-//! [`limits`].
+//! with the same code (`catalog` and `json`, present with the `file` or
+//! `remote` feature) into the same [`spec::PolicySpec`], and clamp with the
+//! same [`limits`].
 //!
 //! ```
 //! use recourse::policy::{Jitter, Policy};

@@ -6,15 +6,14 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use recourse::observe::Observer;
 use recourse::policy::{Policy, PolicyKey, PolicySource};
 use recourse::provider::{
     DynamicProvider, LayeredProvider, PolicyProvider, ProviderError, ProviderErrorKind, StaticProvider,
 };
 use recourse::{Executor, FailureMode};
-use support::{Counter, TestError};
+use support::{Counter, PolicyErrors, TestError};
 
 /// A policy as a file or control plane would serve it.
 fn served(key: &'static str, attempts: u32, source: PolicySource) -> Policy {
@@ -29,16 +28,6 @@ struct Down;
 impl PolicyProvider for Down {
     fn policy(&self, _: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
         Err(ProviderError::new(ProviderErrorKind::Unavailable).with_source(std::io::Error::other("connection refused")))
-    }
-}
-
-/// Records `on_policy_error`.
-#[derive(Default, Clone)]
-struct PolicyErrors(Arc<Mutex<Vec<(String, PolicySource, String)>>>);
-
-impl Observer for PolicyErrors {
-    fn on_policy_error(&self, key: &PolicyKey, policy: &Policy, error: &str) {
-        self.0.lock().unwrap().push((key.to_string(), policy.meta.source, error.to_owned()));
     }
 }
 
@@ -129,7 +118,7 @@ async fn a_configured_policy_for_an_undeclared_key_is_rejected_and_reported() {
 
     // A second call reuses the resolution: the observer heard once per key.
     let _ = attempts(&executor, "undeclared.Key").await;
-    let heard = errors.0.lock().unwrap().clone();
+    let heard = errors.heard();
     let keys: Vec<&str> = heard.iter().map(|(key, _, _)| key.as_str()).collect();
     assert_eq!(keys, ["undeclared.Key", "undeclared.Lkg"], "{heard:?}");
     assert!(heard[0].2.contains("rejected"));
@@ -149,7 +138,7 @@ async fn a_policy_served_with_a_problem_shows_it_and_runs() {
     assert_eq!(timeline.attributes.get("policy_source"), Some("lkg"));
     assert_eq!(timeline.attributes.get("policy_error"), Some("control plane: HTTP 503"));
     assert_eq!(
-        errors.0.lock().unwrap().as_slice(),
+        errors.heard(),
         [("users.Get".to_owned(), PolicySource::LastKnownGood, "control plane: HTTP 503".to_owned())]
     );
 }

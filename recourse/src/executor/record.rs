@@ -312,17 +312,5 @@ impl Watcher for Recording<'_> {
 /// and also returns it); or its type's name when it is not a
 /// `std::error::Error`.
 pub(crate) fn error_text(error: &dyn ErrorView) -> String {
-    let mut chain = error.chain();
-    let Some(first) = chain.next() else {
-        return error.type_name().to_owned();
-    };
-    let mut text = first.to_string();
-    for link in chain {
-        let message = link.to_string();
-        if !message.is_empty() && !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-    }
-    text
+    crate::error::chain_text(error.chain()).unwrap_or_else(|| error.type_name().to_owned())
 }

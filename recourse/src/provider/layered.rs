@@ -100,7 +100,7 @@ impl PolicyProvider for LayeredProvider {
                 },
                 Ok(None) => {}
                 Err(error) => {
-                    problem.get_or_insert_with(|| (error_text(&error), Some(error)));
+                    problem.get_or_insert_with(|| (crate::error::sources_text(&error), Some(error)));
                 }
             }
         }
@@ -130,18 +130,6 @@ fn with_problem(policy: Arc<Policy>, problem: Option<String>) -> Arc<Policy> {
         }
         _ => policy,
     }
-}
-
-/// A provider error with its causes, as one line.
-fn error_text(error: &ProviderError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl fmt::Debug for LayeredProvider {

@@ -32,10 +32,10 @@ use crate::policy::{Policy, PolicyKey};
 
 pub use dynamic::DynamicProvider;
 #[cfg(feature = "file")]
-pub use file::FileProvider;
+pub use file::{FileError, FileProvider, FileProviderBuilder};
 pub use layered::LayeredProvider;
 #[cfg(feature = "remote")]
-pub use remote::RemoteProvider;
+pub use remote::{RemoteError, RemoteProvider, RemoteProviderBuilder};
 pub use static_provider::StaticProvider;
 
 /// A source of policies, consulted once per call.

@@ -642,3 +642,26 @@ pub(crate) mod server;
 
 #[cfg(feature = "tracing")]
 pub(crate) mod trace;
+
+/// Records every `on_policy_error`: `(key, source, error)`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PolicyErrors(Arc<Mutex<Vec<(String, recourse::policy::PolicySource, String)>>>);
+
+impl PolicyErrors {
+    /// Everything heard so far.
+    pub(crate) fn heard(&self) -> Vec<(String, recourse::policy::PolicySource, String)> {
+        locked(&self.0)
+    }
+
+    /// `(key, error)` heard since the last call, forgetting them.
+    pub(crate) fn take(&self) -> Vec<(String, String)> {
+        let heard = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        heard.into_iter().map(|(key, _, error)| (key, error)).collect()
+    }
+}
+
+impl recourse::observe::Observer for PolicyErrors {
+    fn on_policy_error(&self, key: &PolicyKey, policy: &Policy, error: &str) {
+        push(&self.0, (key.to_string(), policy.meta.source, error.to_owned()));
+    }
+}
