@@ -43,7 +43,7 @@ async fn attempts(executor: &Executor, key: &'static str) -> (usize, recourse::T
 fn the_first_answer_wins_and_generations_add_up() {
     let top = DynamicProvider::new();
     top.set(served("users.Get", 5, PolicySource::Remote));
-    let layered = LayeredProvider::new().layer_shared(Arc::new(top) as Arc<dyn PolicyProvider>).layer(
+    let layered = LayeredProvider::new().layer(Arc::new(top)).layer(
         StaticProvider::new().with(served("users.Get", 2, PolicySource::File)).with(served(
             "users.Update",
             1,

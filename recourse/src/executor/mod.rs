@@ -578,7 +578,7 @@ impl ExecutorBuilder {
                     layered = layered.layer(self.policies);
                 }
                 if let Some(provider) = provider {
-                    layered = layered.layer_shared(provider);
+                    layered = layered.layer(provider);
                 }
                 if let Some(catalog) = catalog {
                     layered = layered.catalog(catalog);

@@ -50,15 +50,10 @@ impl LayeredProvider {
         Self::default()
     }
 
-    /// Adds a layer below the ones already added.
+    /// Adds a layer below the ones already added. A provider the caller
+    /// keeps too is passed as an `Arc` (`.layer(Arc::clone(&remote))`).
     pub fn layer(mut self, provider: impl PolicyProvider) -> Self {
         self.layers.push(Arc::new(provider));
-        self
-    }
-
-    /// Adds a shared layer below the ones already added.
-    pub fn layer_shared(mut self, provider: Arc<dyn PolicyProvider>) -> Self {
-        self.layers.push(provider);
         self
     }
 

@@ -107,12 +107,12 @@ const MAX_PROBLEMS: usize = 5;
 ///         .build()?,
 /// );
 /// // Warm up: the first calls run with the control plane's policy.
-/// remote.refresh(&"users.Get".into()).await?;
+/// remote.refresh("users.Get").await?;
 ///
 /// // The control plane over the policies the service ships with.
 /// let shipped = StaticProvider::new().with(Policy::builder("users.Get").max_attempts(2).build());
 /// let executor = Executor::builder()
-///     .provider(LayeredProvider::new().layer_shared(remote.clone()).layer(shipped))
+///     .provider(LayeredProvider::new().layer(Arc::clone(&remote)).layer(shipped))
 ///     .build();
 /// let user: Result<&str, std::io::Error> = executor.call("users.Get", || async { Ok("ada") }).await;
 /// # let _ = user;
@@ -190,7 +190,8 @@ impl RemoteProvider {
     ///
     /// The answer is stored as a background fetch's would be; the next
     /// background refresh is scheduled from it.
-    pub async fn refresh(&self, key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
+    pub async fn refresh(&self, key: impl Into<PolicyKey>) -> Result<Option<Arc<Policy>>, ProviderError> {
+        let key = &key.into();
         let target = self.shared.target(key).map_err(invalid_key)?;
         let flight = self.shared.fetch_now(&target);
         flight.wait().await.map_err(fetch_failed)?;
@@ -937,7 +938,8 @@ struct FetchError(Arc<str>);
 
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // The provider error already says "policy fetch failed".
+        f.write_str(self.0.strip_prefix("policy fetch failed: ").unwrap_or(&self.0))
     }
 }
 
