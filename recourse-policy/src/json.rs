@@ -23,7 +23,7 @@
 use serde_json::Value;
 
 use crate::decode::{self, Ctx, Dialect, Field, Node, type_error};
-use crate::key::validate_key;
+use crate::key::{PolicyKey, validate_key};
 use crate::spec::PolicySpec;
 
 /// One policy of a JSON document.
@@ -77,6 +77,35 @@ pub fn decode(text: &str, shown: &str) -> Result<Vec<Decoded>, Vec<String>> {
         policies.push(Decoded { key, spec });
     }
     if errors.is_empty() { Ok(policies) } else { Err(errors) }
+}
+
+/// Decodes a policy set whose every policy names its key, once: what a
+/// policy file or a control plane's set endpoint holds.
+///
+/// ```
+/// use recourse::policy::json::decode_keyed;
+///
+/// let set = decode_keyed(r#"[{"key": "a.B"}, {"retry": {}}]"#, "set.json").unwrap_err();
+/// assert_eq!(set, ["set.json: policy #2 has no key; every policy in a set names its key (\"key\": \"svc.Op\")"]);
+/// ```
+pub fn decode_keyed(text: &str, shown: &str) -> Result<Vec<(PolicyKey, PolicySpec)>, Vec<String>> {
+    let decoded = decode(text, shown)?;
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut policies = Vec::with_capacity(decoded.len());
+    for (index, policy) in decoded.into_iter().enumerate() {
+        match policy.key {
+            None => problems.push(format!(
+                "{shown}: policy #{} has no key; every policy in a set names its key (\"key\": \"svc.Op\")",
+                index + 1
+            )),
+            Some(key) if !seen.insert(key.clone()) => {
+                problems.push(format!("{shown}: key \"{key}\" is given more than once"));
+            }
+            Some(key) => policies.push((PolicyKey::parse_owned(&key), policy.spec)),
+        }
+    }
+    if problems.is_empty() { Ok(policies) } else { Err(problems) }
 }
 
 /// `"svc.Op"` or `{"namespace": "svc", "name": "Op"}`, checked by the key

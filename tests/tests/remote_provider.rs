@@ -789,7 +789,7 @@ async fn a_policy_set_is_fetched_whole() {
 
     control.set("set", Reply::Json(r#"[{"retry": {"max_attempts": 3}}]"#.to_owned()));
     let error = provider.refresh_all().await.unwrap_err();
-    assert!(cause(&error).contains("names no key"), "{}", cause(&error));
+    assert!(cause(&error).contains("has no key"), "{}", cause(&error));
     for (key, attempts) in [(&get, 5), (&put, 2)] {
         let policy = served(&provider, key).unwrap();
         assert_eq!((policy.retry.max_attempts, policy.meta.source), (attempts, PolicySource::LastKnownGood));

@@ -8,7 +8,6 @@
 //! settle and reloads through a `Weak` (so the provider's drop frees
 //! everything), and which a `Stop` from the provider's drop ends.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
@@ -389,28 +388,10 @@ impl Shared {
                     Err(doc.problems().map(str::to_owned).collect())
                 }
             }
-            Format::Json => {
-                let decoded = json::decode(text, &self.shown)?;
-                let mut problems = Vec::new();
-                let mut seen = HashSet::new();
-                let mut policies = Vec::with_capacity(decoded.len());
-                for (index, policy) in decoded.iter().enumerate() {
-                    match &policy.key {
-                        None => problems.push(format!(
-                            "{}: policy #{} has no key; every policy in a policy file names its key (\"key\": \"svc.Op\")",
-                            self.shown,
-                            index + 1
-                        )),
-                        Some(key) if !seen.insert(key.as_str()) => {
-                            problems.push(format!("{}: key \"{key}\" is given more than once", self.shown));
-                        }
-                        Some(key) => {
-                            policies.push(policy.spec.to_policy(PolicyKey::parse_owned(key), PolicySource::File));
-                        }
-                    }
-                }
-                if problems.is_empty() { Ok(policies) } else { Err(problems) }
-            }
+            Format::Json => Ok(json::decode_keyed(text, &self.shown)?
+                .into_iter()
+                .map(|(key, spec)| spec.to_policy(key, PolicySource::File))
+                .collect()),
         }
     }
 }

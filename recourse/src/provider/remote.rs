@@ -897,19 +897,14 @@ fn one_policy(key: &PolicyKey, text: &str) -> Result<Arc<Policy>, String> {
 
 /// A policy set: every policy names its key, once.
 fn policy_set(text: &str) -> Result<HashMap<PolicyKey, Answer>, String> {
-    let decoded = json::decode(text, "body").map_err(problems)?;
-    let mut set = HashMap::with_capacity(decoded.len());
-    for (index, policy) in decoded.into_iter().enumerate() {
-        let Some(named) = policy.key else {
-            return Err(format!("policy [{index}] of the set names no key"));
-        };
-        let key = PolicyKey::parse_owned(&named);
-        let answer = Answer::Found(Arc::new(policy.spec.to_policy(key.clone(), PolicySource::Remote)));
-        if set.insert(key, answer).is_some() {
-            return Err(format!("the set holds two policies for \"{named}\""));
-        }
-    }
-    Ok(set)
+    let decoded = json::decode_keyed(text, "body").map_err(problems)?;
+    Ok(decoded
+        .into_iter()
+        .map(|(key, spec)| {
+            let policy = Arc::new(spec.to_policy(key.clone(), PolicySource::Remote));
+            (key, Answer::Found(policy))
+        })
+        .collect())
 }
 
 /// The decoder's problems, the first few of them.
