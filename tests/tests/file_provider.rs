@@ -1,4 +1,3 @@
-#![cfg(feature = "file")]
 //! `recourse::provider::FileProvider`: policies read from `recourse.toml`
 //! or JSON at run time, reloaded on change, last good version kept.
 //!
@@ -8,6 +7,7 @@
 //! generation (10 s), never timed assertions; the calls themselves sleep
 //! through a recording no-op sleeper. Every test that starts a watcher
 //! holds `WATCHERS`, so the drop test counts only its own threads.
+#![cfg(feature = "file")]
 #![allow(missing_docs)]
 
 mod support;
