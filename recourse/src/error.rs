@@ -72,6 +72,21 @@ pub enum Error {
         /// The name the policy asked for.
         name: String,
     },
+    /// The key-cardinality guard refused the call's key: the executor
+    /// already holds per-key state for `max_keys` distinct keys called
+    /// without a call site, and its overflow mode is
+    /// [`KeyOverflow::Reject`](crate::executor::KeyOverflow::Reject). The
+    /// operation never ran and nothing was made for the key (see
+    /// [`ExecutorBuilder::max_keys`](crate::ExecutorBuilder::max_keys)).
+    #[error(
+        "recourse: key {key} refused: the executor already holds state for {max_keys} distinct keys (ExecutorBuilder::max_keys); keys must not be built from request data"
+    )]
+    KeyOverflow {
+        /// The key the call was made with.
+        key: PolicyKey,
+        /// The executor's cap.
+        max_keys: usize,
+    },
     /// The overall deadline passed while an attempt was running.
     #[error("recourse: overall timeout of {timeout:?} elapsed")]
     Timeout {
@@ -105,6 +120,7 @@ impl Error {
             Self::NoPolicy { .. } => Outcome::non_retryable().with_reason("no_policy"),
             Self::NoClassifier { .. } => Outcome::non_retryable().with_reason("classifier_not_found"),
             Self::NoTrigger { .. } => Outcome::non_retryable().with_reason("trigger_not_found"),
+            Self::KeyOverflow { .. } => Outcome::non_retryable().with_reason("key_overflow"),
             Self::CircuitOpen { reason, .. } => Outcome::abort().with_reason(*reason),
             Self::BudgetDenied { reason } => Outcome::abort().with_reason(reason.clone()),
             Self::Timeout { .. } => Outcome::abort().with_reason("context_deadline_exceeded"),
@@ -128,9 +144,10 @@ impl From<Error> for std::io::Error {
     fn from(error: Error) -> Self {
         let kind = match &error {
             Error::Timeout { .. } | Error::AttemptTimeout { .. } => std::io::ErrorKind::TimedOut,
-            Error::NoPolicy { .. } | Error::NoClassifier { .. } | Error::NoTrigger { .. } => {
-                std::io::ErrorKind::InvalidInput
-            }
+            Error::NoPolicy { .. }
+            | Error::NoClassifier { .. }
+            | Error::NoTrigger { .. }
+            | Error::KeyOverflow { .. } => std::io::ErrorKind::InvalidInput,
             _ => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, error)

@@ -78,6 +78,14 @@ pub mod tower;
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod tracing;
 
+// Atomics, spinning and the clock of the lock-free parts: std's, or
+// loom's under `--cfg loom` (public then, for `tests/loom.rs`).
+#[cfg(not(loom))]
+mod sync;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod sync;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
@@ -91,7 +99,9 @@ use std::future::Future;
 
 pub use classify::{Classifier, Classify, Outcome, OutcomeKind};
 pub use error::{Component, Error, PanicError};
-pub use executor::{BuildError, CallKey, Catalog, CheckedKey, Executor, ExecutorBuilder, FailureMode, global, install};
+pub use executor::{
+    BuildError, CallKey, Catalog, CheckedKey, Executor, ExecutorBuilder, FailureMode, KeyOverflow, global, install,
+};
 pub use observe::{Attempt, AttemptRecord, Timeline, attempt, capture};
 pub use policy::{Policy, PolicyKey};
 

@@ -361,7 +361,8 @@ where
 }
 
 /// The status a call gets when recourse itself ended it: a deadline is
-/// `DeadlineExceeded`, a denied budget `ResourceExhausted`, an open circuit
+/// `DeadlineExceeded`, a denied budget or a key refused by the
+/// key-cardinality guard `ResourceExhausted`, an open circuit
 /// `Unavailable`, a missing policy, classifier or trigger and a recovered
 /// panic `Internal`. The message is the error's text and the error is the
 /// status's `source()`, so classifiers still see the `recourse::Error`.
@@ -374,7 +375,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let code = match &error {
             Error::Timeout { .. } | Error::AttemptTimeout { .. } => Code::DeadlineExceeded,
-            Error::BudgetDenied { .. } => Code::ResourceExhausted,
+            Error::BudgetDenied { .. } | Error::KeyOverflow { .. } => Code::ResourceExhausted,
             Error::CircuitOpen { .. } => Code::Unavailable,
             Error::NoPolicy { .. } | Error::NoClassifier { .. } | Error::NoTrigger { .. } | Error::Panic(_) => {
                 Code::Internal
@@ -571,5 +572,113 @@ mod tests {
         let grpc = registry.get("grpc").expect("registered");
         let outcome = grpc.classify(&Status::aborted("conflict"));
         assert_eq!((outcome.kind, &*outcome.reason), (Retryable, "grpc_Aborted"));
+    }
+}
+
+#[cfg(test)]
+mod pushback_properties {
+    //! `grpc-retry-pushback-ms` on any metadata, through `status_outcome`.
+
+    use super::*;
+    use proptest::prelude::*;
+    use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+
+    const RETRYABLE: [Code; 4] = [Code::Unavailable, Code::ResourceExhausted, Code::Aborted, Code::DeadlineExceeded];
+
+    /// A status with these pushback values; `None` when one is not a
+    /// metadata value at all.
+    fn status(code: Code, values: &[Vec<u8>]) -> Option<Status> {
+        let mut metadata = MetadataMap::new();
+        for value in values {
+            metadata.append(PUSHBACK_KEY, MetadataValue::<Ascii>::try_from(value.as_slice()).ok()?);
+        }
+        Some(Status::with_metadata(code, "pushback", metadata))
+    }
+
+    /// What gRFC A6 (as grpc-go reads it) asks for, written out without
+    /// `str::parse`: `Some(ms)` to wait, `None` to stop.
+    fn asked(value: &[u8]) -> Option<u64> {
+        let text = value.trim_ascii();
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            Some((b'+', rest)) => (false, rest),
+            _ => (false, text),
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let magnitude = digits.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+        match (negative, i64::try_from(magnitude)) {
+            (false, Ok(_)) => Some(magnitude),
+            (true, _) if magnitude == 0 => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Metadata values of every shape: raw bytes, printable text, signed
+    /// numbers of any size, padded.
+    fn any_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..24),
+            "[ -~]{0,24}".prop_map(String::into_bytes),
+            "[ \t]{0,2}[-+]?[0-9]{1,21}[ \t]{0,2}".prop_map(String::into_bytes),
+        ]
+    }
+
+    fn any_code() -> impl Strategy<Value = Code> {
+        (0..=16i32).prop_map(Code::from)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        // Any code and values: no panic; a retryable status with one value
+        // waits what a non-negative integer says (zero: the policy's
+        // backoff) and stops on anything else; several values, or any
+        // other status, change nothing.
+        #[test]
+        fn any_pushback_is_judged_without_panicking(code in any_code(), values in prop::collection::vec(any_value(), 0..4)) {
+            let Some(status) = status(code, &values) else { return Ok(()) };
+            let plain = status_outcome(&Status::new(code, "pushback"));
+            let outcome = status_outcome(&status);
+            prop_assert_eq!(outcome.attributes.get("grpc_code"), plain.attributes.get("grpc_code"));
+            match (plain.kind, values.as_slice()) {
+                (OutcomeKind::Retryable, [value]) => match asked(value) {
+                    Some(ms) => {
+                        prop_assert_eq!((outcome.kind, &outcome.reason), (OutcomeKind::Retryable, &plain.reason));
+                        prop_assert_eq!(outcome.backoff, (ms > 0).then(|| Duration::from_millis(ms)));
+                    }
+                    None => {
+                        prop_assert_eq!((outcome.kind, &*outcome.reason), (OutcomeKind::NonRetryable, "grpc_pushback_stop"));
+                        prop_assert_eq!(outcome.backoff, None);
+                    }
+                },
+                _ => prop_assert_eq!((outcome.kind, &outcome.reason, outcome.backoff), (plain.kind, &plain.reason, None)),
+            }
+        }
+
+        // A pushback of N ms is a wait of N ms, padded or signed `+`, for
+        // every retryable code; the classifier and `Classify` agree.
+        #[test]
+        fn a_pushback_of_n_ms_waits_n_ms(ms in 1..=i64::MAX.cast_unsigned(), code in prop::sample::select(RETRYABLE.to_vec()), text in "[ \t]{0,2}\\+?N[ \t]{0,2}") {
+            let value = text.replace('N', &ms.to_string()).into_bytes();
+            let status = status(code, &[value]).unwrap();
+            for outcome in [status_outcome(&status), GrpcClassifier.classify(&status), status.classify().unwrap()] {
+                prop_assert_eq!(outcome.kind, OutcomeKind::Retryable);
+                prop_assert_eq!(outcome.backoff, Some(Duration::from_millis(ms)));
+            }
+        }
+
+        // A negative, fractional, suffixed or out-of-range pushback (or
+        // none at all: an empty value) asks the client to stop.
+        #[test]
+        fn a_negative_or_malformed_pushback_stops(ms in 1..=u64::MAX, over in 0..=u64::MAX, code in prop::sample::select(RETRYABLE.to_vec())) {
+            let beyond = i128::from(i64::MAX) + 1 + i128::from(over);
+            for value in [format!("-{ms}"), format!("{ms}.5"), format!("{ms}ms"), format!("0x{ms:x}"), beyond.to_string(), String::new()] {
+                let outcome = status_outcome(&status(code, &[value.clone().into_bytes()]).unwrap());
+                prop_assert_eq!((outcome.kind, &*outcome.reason), (OutcomeKind::NonRetryable, "grpc_pushback_stop"), "{:?}", value);
+                prop_assert_eq!(outcome.attributes.get("grpc_code"), Some(code_name(code)));
+            }
+        }
     }
 }

@@ -241,6 +241,8 @@ fn harness(variants: Vec<Policy>) -> Harness {
         .trigger("eager_p50", LatencyTrigger::new(Percentile::P50).with_min_samples(1))
         .observer(observer.clone())
         .jitter_seed(SEED)
+        // Every call has a key of its own, on purpose.
+        .max_keys(CALLS)
         .build();
     Harness { executor, variants, observer, retries, hedges, ops: Counter::new() }
 }

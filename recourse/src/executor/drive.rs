@@ -30,7 +30,6 @@ use crate::budget::Release;
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
 use crate::observe::{Attempt, Scopes};
-use crate::policy::PolicyKey;
 
 /// How the drivers see an operation's error (as `&dyn ErrorView`) and
 /// make one from recourse's own [`Error`].
@@ -186,16 +185,6 @@ impl CallKeyRef for &SiteCache {
     #[inline]
     fn source(&self) -> Source<'_> {
         Source::Site(self)
-    }
-}
-
-impl CallKeyRef for Result<&SiteCache, PolicyKey> {
-    #[inline]
-    fn source(&self) -> Source<'_> {
-        match self {
-            Ok(site) => Source::Site(site),
-            Err(key) => Source::Key(key),
-        }
     }
 }
 

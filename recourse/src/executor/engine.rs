@@ -212,7 +212,7 @@ impl<'x> Engine<'x> {
         let res = source.resolve(inner);
         let observer = inner.observer.as_deref().filter(|_| listening);
         if capture || observer.is_some() {
-            let watch = Recording::new(inner, source.key(), capture, observer);
+            let watch = Recording::new(inner, source.key(), source.overflowed_from(), capture, observer);
             let mut core = Box::new(Call::new(inner, source, watch));
             let failed = core.start(res, sequential);
             *self = Self::Recording(core);

@@ -106,6 +106,52 @@ impl fmt::Display for FailureMode {
     }
 }
 
+/// What a call does when its key would be one distinct key too many (see
+/// [`ExecutorBuilder::max_keys`]).
+///
+/// Either way the call is counted in [`Executor::key_overflows`], no
+/// per-key state is made for its key, and its timeline (when a capture or
+/// an observer records it) carries the attribute `key_overflow` = the key it
+/// was called with.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyOverflow {
+    /// The call fails at once with [`Error::KeyOverflow`](crate::Error::KeyOverflow)
+    /// (naming the key and the cap); the operation never runs. Its timeline
+    /// and observer events carry the key it was called with.
+    Reject,
+    /// The call runs under this key: its policy, budgets, breaker and
+    /// latency tracker, as if it had been called with it. Its timeline's
+    /// `key` and every observer event name the fold key, so telemetry
+    /// labelled by key stays bounded too; only the `key_overflow` attribute
+    /// names the key it was called with. The fold key is always admitted
+    /// and not counted against the cap.
+    Fold(PolicyKey),
+}
+
+impl KeyOverflow {
+    /// The fold key of the default: `recourse.overflow`. Give it a policy
+    /// (in the catalog, a provider or [`ExecutorBuilder::policy`]) to choose
+    /// what folded calls run under; without one they get the default policy
+    /// (3 attempts, no breaker, no hedging).
+    pub const DEFAULT_FOLD_KEY: PolicyKey = PolicyKey::from_static("recourse", "overflow");
+
+    /// The fold key, when overflowing calls fold.
+    pub fn fold_key(&self) -> Option<&PolicyKey> {
+        match self {
+            Self::Fold(key) => Some(key),
+            Self::Reject => None,
+        }
+    }
+}
+
+/// Folds into [`KeyOverflow::DEFAULT_FOLD_KEY`].
+impl Default for KeyOverflow {
+    fn default() -> Self {
+        Self::Fold(Self::DEFAULT_FOLD_KEY)
+    }
+}
+
 /// Runs operations under their key's policy.
 ///
 /// Cheap to clone (the state is shared). See [`Executor::call`].
@@ -167,9 +213,9 @@ pub(crate) struct Inner {
     pub(crate) recover_panics: bool,
     pub(crate) time: time::Time,
     pub(crate) rng: Rng,
-    /// Resolutions of keys called without a call site, by key (see
-    /// `Inner::resolve_cached`).
-    pub(crate) resolved: arc_swap::ArcSwap<std::collections::HashMap<PolicyKey, (u64, Arc<resolve::Resolved>)>>,
+    /// Resolutions of keys called without a call site, by key, behind the
+    /// key-cardinality guard (see `Inner::resolve_cached`).
+    pub(crate) keys: resolve::Keys,
     /// Observer panics recovered so far (see `Executor::observer_panics`).
     pub(crate) observer_panics: std::sync::atomic::AtomicU64,
     /// Shared so unknown keys cost an `Arc` clone, not a policy build.
@@ -251,6 +297,32 @@ impl Executor {
         self.inner.observer_panics.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The most distinct keys called without a call site that get per-key
+    /// state (see [`ExecutorBuilder::max_keys`]).
+    pub fn max_keys(&self) -> usize {
+        self.inner.keys.max()
+    }
+
+    /// What a call does when its key is one too many (see
+    /// [`ExecutorBuilder::key_overflow`]).
+    pub fn key_overflow_mode(&self) -> &KeyOverflow {
+        self.inner.keys.overflow()
+    }
+
+    /// How many distinct keys called without a call site have per-key state
+    /// so far (the fold key excepted): at most [`max_keys`](Self::max_keys).
+    pub fn key_count(&self) -> usize {
+        self.inner.keys.len()
+    }
+
+    /// How many calls the key-cardinality guard has refused so far (folded
+    /// or rejected; see [`ExecutorBuilder::max_keys`]). Each refused call
+    /// counts, not each refused key. A number that grows means keys are
+    /// being built from request data.
+    pub fn key_overflows(&self) -> u64 {
+        self.inner.keys.overflows()
+    }
+
     /// Whether a custom clock was installed.
     pub fn has_custom_clock(&self) -> bool {
         self.inner.time.has_custom_clock()
@@ -271,6 +343,8 @@ impl fmt::Debug for Executor {
             .field("missing_classifier", &self.inner.missing_classifier)
             .field("missing_budget", &self.inner.missing_budget)
             .field("recover_panics", &self.inner.recover_panics)
+            .field("max_keys", &self.inner.keys.max())
+            .field("key_overflow", self.inner.keys.overflow())
             .field("time", &self.inner.time)
             .finish_non_exhaustive()
     }
@@ -283,7 +357,9 @@ impl fmt::Debug for Executor {
 /// default, a budget registry holding `unlimited`, the built-in hedge
 /// triggers (`fixed_delay`, `p50`, `p90`, `p95`, `p99`), no observer, missing policy → deny, missing classifier → fallback, missing
 /// budget → deny, missing trigger → fallback, no panic recovery, tokio
-/// time.
+/// time, at most [`DEFAULT_MAX_KEYS`](Self::DEFAULT_MAX_KEYS) distinct
+/// keys called without a call site, the rest folded into
+/// `recourse.overflow`.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ExecutorBuilder {
     provider: Option<Arc<dyn PolicyProvider>>,
@@ -306,6 +382,8 @@ pub struct ExecutorBuilder {
     time: time::Time,
     seed: Option<u64>,
     catalog: Option<&'static Catalog>,
+    max_keys: usize,
+    key_overflow: KeyOverflow,
 }
 
 impl Default for ExecutorBuilder {
@@ -331,11 +409,30 @@ impl Default for ExecutorBuilder {
             time: time::Time::default(),
             seed: None,
             catalog: None,
+            max_keys: Self::DEFAULT_MAX_KEYS,
+            key_overflow: KeyOverflow::default(),
         }
     }
 }
 
 impl ExecutorBuilder {
+    /// The default of [`max_keys`](Self::max_keys): 1 024 distinct keys,
+    /// as many as the metrics observer keeps label text for.
+    ///
+    /// Far above what keys written in code add up to (one per operation an
+    /// application calls: tens to hundreds), far below what request data
+    /// reaches (ids, paths, tenants: unbounded). Each admitted key holds
+    /// about 0.5 KiB (its cached resolution), up to 1 KiB more with a
+    /// failure-rate breaker and 7 KiB more with hedging (a latency
+    /// tracker): at most about 9 MiB for 1 024 keys. And the executor's key
+    /// cache is copied on write, so admitting `n` keys copies about `n²/2`
+    /// entries: measured on two shared cores, about 0.1 s of CPU in all for
+    /// 1 024 keys, 1 s for 4 096 and 5 s for 10 000; each policy change
+    /// (a provider's generation moving) then costs about twice that again,
+    /// as the admitted keys re-resolve. Raise it for an application that
+    /// really calls more operations by string key.
+    pub const DEFAULT_MAX_KEYS: usize = 1024;
+
     /// Where policies come from.
     pub fn provider(mut self, provider: impl PolicyProvider) -> Self {
         self.provider = Some(Arc::new(provider));
@@ -504,6 +601,91 @@ impl ExecutorBuilder {
         self
     }
 
+    /// The most distinct keys called without a call site (a string or a
+    /// [`PolicyKey`] passed to [`Executor::call`]) that get per-key state:
+    /// a cached resolution, the provider's answer (and a remote provider's
+    /// fetch), a circuit breaker, a latency tracker. Default:
+    /// [`DEFAULT_MAX_KEYS`](Self::DEFAULT_MAX_KEYS); `usize::MAX` turns
+    /// the guard off.
+    ///
+    /// Keys select policies and index long-lived state, so they must have
+    /// low cardinality; a key built from request data
+    /// (`executor.call(format!("users.{id}"), ..)`) would grow that state
+    /// without bound. Once `max` keys are admitted, a call with any other
+    /// key does what [`key_overflow`](Self::key_overflow) says (default: it
+    /// runs under `recourse.overflow`), is counted in
+    /// [`Executor::key_overflows`] and says so on its timeline
+    /// (`key_overflow` = the key it was called with); [`KeyOverflow`] says
+    /// which key its timeline and observer events name. Admitted keys are
+    /// never evicted and keep working. A key counts once admitted, before
+    /// the provider is asked about it, whatever its resolution gives
+    /// (a provider error included).
+    ///
+    /// The check runs only when a key is not in the executor's cache yet
+    /// (no lock, no allocation), so a call of a known key costs what it
+    /// did; keys of `#[recourse]`
+    /// functions and `recourse::key!` are written in the code, bounded by
+    /// it, and cached by their call site: they are exempt (neither counted
+    /// nor refused). So are [`Executor::latency`] and
+    /// [`Executor::policy_for`], which the application calls itself. The cap
+    /// is per executor: registries shared between executors
+    /// ([`circuits`](Self::circuits)) hold the keys of all of them.
+    ///
+    /// ```
+    /// use recourse::Executor;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let executor = Executor::builder().max_keys(2).build();
+    /// for user in ["users.1", "users.2", "users.3"] {
+    ///     let (result, timeline) =
+    ///         recourse::capture(executor.call(user.to_owned(), || async { Ok::<_, std::io::Error>(()) })).await;
+    ///     assert!(result.is_ok());
+    ///     if user == "users.3" {
+    ///         // One key too many: it ran under the fold key.
+    ///         assert_eq!(timeline.key.to_string(), "recourse.overflow");
+    ///         assert_eq!(timeline.attributes.get("key_overflow"), Some("users.3"));
+    ///     }
+    /// }
+    /// assert_eq!((executor.key_count(), executor.key_overflows()), (2, 1));
+    /// # }
+    /// ```
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max;
+        self
+    }
+
+    /// What a call does when its key would be one distinct key too many
+    /// (see [`max_keys`](Self::max_keys)). Default: fold into
+    /// [`KeyOverflow::DEFAULT_FOLD_KEY`] (`recourse.overflow`).
+    ///
+    /// Folding is the default because the guard exists to keep a process
+    /// healthy: a call refused for its key's name would turn a naming
+    /// mistake into an outage, while a folded call still runs, under a
+    /// policy you choose for the fold key (by default the default policy,
+    /// which has no breaker or hedging, so folded keys share no state that
+    /// could fail one of them for another's sake), and is counted and
+    /// marked. Reject where a wrong key is better found by failing calls
+    /// (tests, strict services). With a fold key whose policy enables a
+    /// breaker, every folded key shares that breaker.
+    ///
+    /// ```
+    /// use recourse::executor::KeyOverflow;
+    /// use recourse::{Error, Executor};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let executor = Executor::builder().max_keys(1).key_overflow(KeyOverflow::Reject).build();
+    /// let first: Result<(), Error> = executor.call("users.1".to_owned(), || async { Ok(()) }).await;
+    /// assert!(first.is_ok());
+    /// let second: Result<(), Error> = executor.call("users.2".to_owned(), || async { Ok(()) }).await;
+    /// assert!(matches!(second, Err(Error::KeyOverflow { max_keys: 1, .. })));
+    /// assert_eq!(executor.key_overflows(), 1);
+    /// # }
+    /// ```
+    pub fn key_overflow(mut self, overflow: KeyOverflow) -> Self {
+        self.key_overflow = overflow;
+        self
+    }
+
     /// The crate's checked catalog (`recourse::catalog!()`): its policies
     /// become the executor's base layer (below the builder's policies and
     /// the provider), and [`try_build`](Self::try_build) checks that every
@@ -612,7 +794,7 @@ impl ExecutorBuilder {
                 recover_panics: self.recover_panics,
                 time: self.time,
                 rng: self.seed.map_or_else(Rng::from_entropy, Rng::new),
-                resolved: arc_swap::ArcSwap::default(),
+                keys: resolve::Keys::new(self.max_keys, self.key_overflow),
                 observer_panics: std::sync::atomic::AtomicU64::new(0),
                 default_policy: Arc::new(Policy::default_for(PolicyKey::default())),
                 single_attempt_policy: Arc::new(single.normalized()),

@@ -110,11 +110,24 @@ pub(crate) struct Recording<'x> {
 }
 
 impl<'x> Recording<'x> {
-    /// `observer` is the executor's, when it listens to this call.
-    pub(crate) fn new(inner: &'x Inner, key: &PolicyKey, capture: bool, observer: Option<&'x dyn Observer>) -> Self {
+    /// `observer` is the executor's, when it listens to this call;
+    /// `overflowed_from` the key the call was made with when the
+    /// key-cardinality guard refused it (`key` is then the fold key, or
+    /// that same key when rejected).
+    pub(crate) fn new(
+        inner: &'x Inner,
+        key: &PolicyKey,
+        overflowed_from: Option<&PolicyKey>,
+        capture: bool,
+        observer: Option<&'x dyn Observer>,
+    ) -> Self {
+        let mut timeline = Timeline::new(key.clone(), inner.now());
+        if let Some(called) = overflowed_from {
+            timeline.attributes.insert("key_overflow", called.to_string());
+        }
         let mut this = Self {
             inner,
-            timeline: Some(Timeline::new(key.clone(), inner.now())),
+            timeline: Some(timeline),
             starts: std::array::from_fn(|_| None),
             backoff: Duration::ZERO,
             capture,

@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::time::Instant;
 
 use super::catalog::{CatalogEntry, declared_budget};
-use super::{FailureMode, Inner};
+use super::{FailureMode, Inner, KeyOverflow};
 use crate::budget::Budget;
 use crate::circuit::Breaker;
 use crate::classify::Classifier;
@@ -107,12 +107,24 @@ impl Inner {
     /// differently (both counters only grow, so their sum does too).
     #[inline]
     pub(crate) fn generation(&self) -> u64 {
-        let provider = if self.provider_changes { self.provider.generation() } else { 0 };
+        let provider = if self.provider_changes { self.provider_generation() } else { 0 };
         provider
             .wrapping_add(self.classifiers.generation())
             .wrapping_add(self.budgets.generation())
             .wrapping_add(self.triggers.generation())
             .wrapping_add(self.circuits.generation())
+    }
+
+    /// The provider's generation; with recovery on, a panic in it reads as
+    /// `u64::MAX` (one more generation, resolved through the provider,
+    /// whose own panics the missing-policy mode handles).
+    #[inline]
+    fn provider_generation(&self) -> u64 {
+        if self.recover_panics {
+            catch_unwind(AssertUnwindSafe(|| self.provider.generation())).unwrap_or(u64::MAX)
+        } else {
+            self.provider.generation()
+        }
     }
 
     /// One word naming this executor at `generation`, for call sites to
@@ -200,22 +212,51 @@ impl Inner {
     /// form with a string or `PolicyKey`), from the executor's own cache:
     /// one lock-free map lookup, re-resolved when the generation changes.
     /// Degraded resolutions (a provider error) are not cached.
-    pub(crate) fn resolve_cached(&self, key: &PolicyKey) -> Result<Res, Error> {
+    ///
+    /// A key not in the cache yet passes the key-cardinality guard first
+    /// (`Keys::admit`), before the provider is asked or any breaker or
+    /// tracker is made for it; past the cap, the call overflows
+    /// (`overflowed`). `call` is the call's own key, which a fold turns to
+    /// the fold key (`None`: nothing to turn).
+    pub(crate) fn resolve_cached(&self, key: &PolicyKey, call: Option<&OwnedKey<'_>>) -> Result<Res, Error> {
         let generation = self.generation();
-        if let Some((cached_generation, resolved)) = self.resolved.load().get(key)
-            && *cached_generation == generation
-        {
-            return Ok(Arc::clone(resolved));
+        let known = match self.keys.map.load().get(key) {
+            Some(entry) => match entry.cached.get() {
+                Some((cached, resolved)) if *cached == generation => return Ok(Arc::clone(resolved)),
+                _ => true,
+            },
+            None => false,
+        };
+        if !known && !self.keys.admit(key) {
+            return self.overflowed(key, call);
         }
         let resolved = Arc::new(self.resolve(key, Site::default())?);
         if resolved.cacheable() {
-            self.resolved.rcu(|map| {
-                let mut map = HashMap::clone(map);
-                map.insert(key.clone(), (generation, Arc::clone(&resolved)));
-                map
-            });
+            self.keys.store(key, generation, &resolved);
         }
         Ok(resolved)
+    }
+
+    /// A key the guard refused: counted, then rejected or folded, and
+    /// marked on the call's key for its timeline.
+    #[cold]
+    #[inline(never)]
+    fn overflowed(&self, key: &PolicyKey, call: Option<&OwnedKey<'_>>) -> Result<Res, Error> {
+        self.keys.overflows.fetch_add(1, Ordering::Relaxed);
+        let resolved = match &self.keys.overflow {
+            KeyOverflow::Reject => Err(Error::KeyOverflow { key: key.clone(), max_keys: self.keys.max }),
+            KeyOverflow::Fold(fold) => {
+                if let Some(call) = call {
+                    call.fold();
+                }
+                // The fold key is always admitted: this does not come back here.
+                self.resolve_cached(fold, None)
+            }
+        };
+        if let Some(call) = call {
+            call.set(OVERFLOWED);
+        }
+        resolved
     }
 
     /// Resolves the policy and the classifier for a call.
@@ -288,6 +329,169 @@ impl Inner {
                 Some(format!("trigger {name} not found; fixed delay used ({mode})")),
             )),
         }
+    }
+}
+
+/// An admitted key's cached resolution and the generation it is current
+/// at; empty while the key has none (being resolved, or its last
+/// resolution failed or was degraded). A key's first resolution is filled
+/// in place, so admitting a key copies the map once, not twice.
+#[derive(Clone, Default)]
+struct Entry {
+    cached: OnceLock<(u64, Res)>,
+}
+
+/// Keys behind an `Arc`, so copying the map copies no key text.
+type Map = HashMap<Arc<PolicyKey>, Entry>;
+
+/// The executor's resolutions of keys called without a call site, and the
+/// key-cardinality guard in front of them (`ExecutorBuilder::max_keys`).
+///
+/// The map is every admitted key: a key gets per-key state (the provider's
+/// answer, a breaker, a latency tracker) only once it is in the map, and at
+/// most `max` keys other than the fold key ever are. Reads are one pointer
+/// load; a change copies the map (copy-on-write), which admissions and
+/// re-resolutions do, never a call of a known key. Keys are never evicted:
+/// per-key state is long-lived (a breaker's state, a tracker's window), so
+/// a key admitted once stays.
+pub(crate) struct Keys {
+    map: ArcSwap<Map>,
+    max: usize,
+    overflow: KeyOverflow,
+    overflows: AtomicU64,
+}
+
+impl Keys {
+    pub(crate) fn new(max: usize, overflow: KeyOverflow) -> Self {
+        Self { map: ArcSwap::default(), max, overflow, overflows: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    pub(crate) fn overflow(&self) -> &KeyOverflow {
+        &self.overflow
+    }
+
+    pub(crate) fn overflows(&self) -> u64 {
+        self.overflows.load(Ordering::Relaxed)
+    }
+
+    /// The fold key, when overflowing keys fold.
+    pub(crate) fn fold(&self) -> Option<&PolicyKey> {
+        match &self.overflow {
+            KeyOverflow::Fold(fold) => Some(fold),
+            KeyOverflow::Reject => None,
+        }
+    }
+
+    /// Admitted keys that count against the cap (all but the fold key).
+    fn count(&self, map: &Map) -> usize {
+        map.len() - usize::from(self.fold().is_some_and(|fold| map.contains_key(fold)))
+    }
+
+    /// How many keys are admitted, the fold key excepted.
+    pub(crate) fn len(&self) -> usize {
+        self.count(&self.map.load())
+    }
+
+    /// Caches `resolved` as `key`'s resolution at `generation`: in place
+    /// when its entry holds none yet (a first resolution), else in a copy
+    /// of the map (a re-resolution, after the generation moved). A fill
+    /// that races a copy lands in the map being replaced: the key is then
+    /// resolved once more, never lost.
+    fn store(&self, key: &PolicyKey, generation: u64, resolved: &Res) {
+        if let Some(entry) = self.map.load().get(key)
+            && entry.cached.set((generation, Arc::clone(resolved))).is_ok()
+        {
+            return;
+        }
+        self.map.rcu(|map| {
+            let key = map.get_key_value(key).map_or_else(|| Arc::new(key.clone()), |(key, _)| Arc::clone(key));
+            let mut map = HashMap::clone(map);
+            map.insert(key, Entry { cached: OnceLock::from((generation, Arc::clone(resolved))) });
+            map
+        });
+    }
+
+    /// Whether `key` may have per-key state: it is admitted already, or it
+    /// is the fold key, or there is room, and then it is admitted here (an
+    /// entry with nothing cached). Exact under concurrency: an admission is
+    /// one compare-and-swap of the whole map, checked against the cap it
+    /// replaces. A full map refuses without writing (the map never
+    /// shrinks).
+    #[cold]
+    fn admit(&self, key: &PolicyKey) -> bool {
+        let exempt = self.fold() == Some(key);
+        let current = self.map.load();
+        if current.contains_key(key) {
+            return true;
+        }
+        if !exempt && self.count(&current) >= self.max {
+            return false;
+        }
+        drop(current);
+        let mut admitted = false;
+        self.map.rcu(|map| {
+            admitted = map.contains_key(key) || exempt || self.count(map) < self.max;
+            if !admitted || map.contains_key(key) {
+                return Arc::clone(map);
+            }
+            let mut map = HashMap::clone(map);
+            map.insert(Arc::new(key.clone()), Entry::default());
+            Arc::new(map)
+        });
+        admitted
+    }
+}
+
+/// A key called without a call site, owned by its call (`Executor::call`
+/// with a string or a `PolicyKey`), and what the key-cardinality guard
+/// made of it: once folded (`Inner::overflowed`), the call runs under the
+/// executor's fold key, which `Source::key` then answers for the rest of
+/// the call (its breaker, budgets, tracker, observer events and timeline).
+pub(crate) struct OwnedKey<'i> {
+    key: PolicyKey,
+    /// The executor's fold key, if it folds.
+    fold: Option<&'i PolicyKey>,
+    /// `FOLDED`, `OVERFLOWED`. Atomic only so the call's future is
+    /// `Send`: one task at a time touches it.
+    state: AtomicU8,
+}
+
+const FOLDED: u8 = 1;
+/// The guard refused the key (folded or rejected): the timeline says so.
+const OVERFLOWED: u8 = 2;
+
+impl<'i> OwnedKey<'i> {
+    #[inline]
+    pub(crate) fn new(key: PolicyKey, inner: &'i Inner) -> Self {
+        Self { key, fold: inner.keys.fold(), state: AtomicU8::new(0) }
+    }
+
+    /// The key the call runs under: its own, or the fold key once folded.
+    #[inline]
+    fn current(&self) -> &PolicyKey {
+        match self.fold {
+            Some(fold) if self.state.load(Ordering::Relaxed) & FOLDED != 0 => fold,
+            _ => &self.key,
+        }
+    }
+
+    fn set(&self, bit: u8) {
+        self.state.store(self.state.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+    }
+
+    fn fold(&self) {
+        if self.fold.is_some() {
+            self.set(FOLDED);
+        }
+    }
+
+    /// The key the call was made with, when the guard refused it.
+    fn overflowed_from(&self) -> Option<&PolicyKey> {
+        (self.state.load(Ordering::Relaxed) & OVERFLOWED != 0).then_some(&self.key)
     }
 }
 
@@ -416,8 +620,10 @@ impl Look {
 pub(crate) enum Source<'x> {
     /// A `#[recourse]` function's or `key!`'s call site (with its cache).
     Site(&'x SiteCache),
-    /// A key called without a call site (the executor's own cache).
-    Key(&'x PolicyKey),
+    /// A key called without a call site, owned by the call
+    /// (`Executor::call`): the executor's own cache, behind the
+    /// key-cardinality guard.
+    Owned(&'x OwnedKey<'x>),
 }
 
 impl<'x> Source<'x> {
@@ -425,7 +631,16 @@ impl<'x> Source<'x> {
     pub(crate) fn key(self) -> &'x PolicyKey {
         match self {
             Self::Site(site) => &site.key,
-            Self::Key(key) => key,
+            Self::Owned(key) => key.current(),
+        }
+    }
+
+    /// The key the call was made with, when the key-cardinality guard
+    /// refused it (its timeline's `key_overflow`).
+    pub(crate) fn overflowed_from(self) -> Option<&'x PolicyKey> {
+        match self {
+            Self::Owned(key) => key.overflowed_from(),
+            Self::Site(_) => None,
         }
     }
 
@@ -434,7 +649,7 @@ impl<'x> Source<'x> {
     pub(crate) fn is_plain(self, inner: &Inner, generation: u64) -> bool {
         match self {
             Self::Site(site) => site.is_plain(inner, generation),
-            Self::Key(_) => false,
+            Self::Owned(_) => false,
         }
     }
 
@@ -443,7 +658,7 @@ impl<'x> Source<'x> {
     pub(crate) fn peek<R>(self, inner: &Inner, generation: u64, f: impl FnOnce(Option<&Res>) -> R) -> R {
         match self {
             Self::Site(site) => site.peek(inner, generation, f),
-            Self::Key(key) => match inner.resolved.load().get(key) {
+            Self::Owned(_) => match inner.keys.map.load().get(self.key()).and_then(|e| e.cached.get()) {
                 Some((cached, resolved)) if *cached == generation => f(Some(resolved)),
                 _ => f(None),
             },
@@ -455,7 +670,7 @@ impl<'x> Source<'x> {
     pub(crate) fn resolve(self, inner: &Inner) -> Result<Res, Error> {
         match self {
             Self::Site(site) => site.resolve(inner),
-            Self::Key(key) => inner.resolve_cached(key),
+            Self::Owned(key) => inner.resolve_cached(key.current(), Some(key)),
         }
     }
 }

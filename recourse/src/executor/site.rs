@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::Executor;
 use super::catalog::CatalogEntry;
-use super::drive::{Checked, ErrorOps, Sequential, drive};
-use super::resolve::SiteCache;
+use super::drive::{CallKeyRef, Checked, ErrorOps, Sequential, drive};
+use super::resolve::{OwnedKey, SiteCache, Source};
 use crate::classify::Classify;
 use crate::error::Error;
 use crate::policy::{Policy, PolicyKey};
@@ -75,6 +75,14 @@ impl Executor {
     /// else the error's own [`Classify`] outcome, else the executor's
     /// default classifier.
     ///
+    /// A key given as a string or a [`PolicyKey`] counts against the
+    /// executor's cap on distinct keys
+    /// ([`ExecutorBuilder::max_keys`](super::ExecutorBuilder::max_keys)):
+    /// past it, a call with a new key runs under the fold key or fails,
+    /// as [`ExecutorBuilder::key_overflow`](super::ExecutorBuilder::key_overflow)
+    /// says. A `recourse::key!` is exempt. Keys name operations, never
+    /// request data.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
     /// let executor = recourse::Executor::builder().build();
@@ -96,11 +104,28 @@ impl Executor {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Error> + 'static,
     {
-        let site = match key.into() {
-            CallKey::Key(key) => Err(key),
-            CallKey::Checked(checked) => Ok(checked.site()),
+        let key = match key.into() {
+            CallKey::Key(key) => FnKey::Owned(OwnedKey::new(key, &self.inner)),
+            CallKey::Checked(checked) => FnKey::Site(checked.site()),
         };
-        drive(&self.inner, site, Checked::<E>::new(), op)
+        drive(&self.inner, key, Checked::<E>::new(), op)
+    }
+}
+
+/// [`Executor::call`]'s key, owned by the call: a `key!`'s call site, or a
+/// key behind the key-cardinality guard, which a fold may turn.
+enum FnKey<'i> {
+    Site(&'static SiteCache),
+    Owned(OwnedKey<'i>),
+}
+
+impl CallKeyRef for FnKey<'_> {
+    #[inline]
+    fn source(&self) -> Source<'_> {
+        match self {
+            Self::Site(site) => Source::Site(site),
+            Self::Owned(key) => Source::Owned(key),
+        }
     }
 }
 

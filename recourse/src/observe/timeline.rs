@@ -15,7 +15,9 @@ use crate::policy::{PolicyKey, PolicySource};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Timeline {
-    /// The key the call was made with.
+    /// The key the call ran under: the key it was made with, or the fold
+    /// key when the key-cardinality guard folded it (the `key_overflow`
+    /// attribute then names the key it was made with).
     pub key: PolicyKey,
     /// The effective policy's id, if any.
     pub policy_id: Option<Arc<str>>,
