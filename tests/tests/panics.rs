@@ -10,10 +10,13 @@ mod support;
 use std::io;
 use std::sync::Arc;
 
+use recourse::circuit::{Breaker, ConsecutiveFailures, Decision, Registry, State, Transition};
 use recourse::classify::{ErrorView, Outcome, OutcomeKind};
 use recourse::policy::{Policy, PolicyKey};
 use recourse::provider::{PolicyProvider, ProviderError, ProviderErrorKind};
 use recourse::{Classify, Component, Executor, FailureMode, PanicError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use support::{Counter, KEY, RecordingSleeper, TestError, chain, find_in_chain};
 
 struct PanickingProvider;
@@ -221,4 +224,169 @@ async fn r78_classifier_panic_propagates_without_recovery() {
 async fn operation_panic_always_propagates() {
     let executor = Executor::builder().recover_panics(true).build();
     let _: Result<(), io::Error> = executor.call(KEY, || async { panic!("operation exploded") }).await;
+}
+
+// The two breaker defects the chaos soak (tests/tests/soak.rs) found.
+/// A consecutive-failures breaker whose verdicts panic (before reaching
+/// it) while `panicky_verdicts`, and whose `release_probe` panics (after handing the
+/// slot back) while `panicky_release`.
+struct Grumpy {
+    inner: ConsecutiveFailures,
+    panicky_verdicts: AtomicBool,
+    panicky_release: AtomicBool,
+}
+
+impl Grumpy {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: ConsecutiveFailures::new(1, Duration::from_millis(100)),
+            panicky_verdicts: AtomicBool::new(false),
+            panicky_release: AtomicBool::new(false),
+        })
+    }
+}
+
+impl Breaker for Grumpy {
+    fn allow(&self) -> Decision {
+        self.inner.allow()
+    }
+    fn record_success(&self) -> Option<Transition> {
+        assert!(!self.panicky_verdicts.load(Ordering::Relaxed), "verdict exploded");
+        self.inner.record_success()
+    }
+    fn record_failure(&self) -> Option<Transition> {
+        assert!(!self.panicky_verdicts.load(Ordering::Relaxed), "verdict exploded");
+        self.inner.record_failure()
+    }
+    fn release_probe(&self) {
+        self.inner.release_probe();
+        assert!(!self.panicky_release.load(Ordering::Relaxed), "release exploded");
+    }
+    fn state(&self) -> State {
+        self.inner.state()
+    }
+}
+
+/// An executor whose `svc.Op` breaker is `breaker`; the breaker is open
+/// and cooled down (the next call is its half-open probe).
+async fn probing(breaker: &Arc<Grumpy>) -> Executor {
+    let circuits = Arc::new(Registry::new());
+    circuits.insert("svc.Op", Arc::clone(breaker) as Arc<dyn Breaker>);
+    let executor = Executor::builder()
+        .policy(Policy::builder("svc.Op").max_attempts(1).circuit(1, Duration::from_millis(100)).build())
+        .circuits(circuits)
+        .recover_panics(true)
+        .build();
+    let failed: Result<(), io::Error> = executor.call("svc.Op", || async { Err(io::ErrorKind::Other.into()) }).await;
+    assert!(failed.is_err());
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    executor
+}
+
+// Found by the chaos soak: the probe's verdict panicked before reaching the
+// breaker, so the breaker kept its probe slot and refused every later call
+// with `circuit_half_open_probe_limit`, forever.
+#[tokio::test(start_paused = true)]
+async fn a_probe_whose_verdict_panics_hands_its_slot_back() {
+    let breaker = Grumpy::new();
+    let executor = probing(&breaker).await;
+    breaker.panicky_verdicts.store(true, Ordering::Relaxed);
+    let probe: Result<(), io::Error> = executor.call("svc.Op", || async { Ok(()) }).await;
+    assert!(probe.is_ok(), "the probe's own result stands");
+    breaker.panicky_verdicts.store(false, Ordering::Relaxed);
+    let next: Result<(), io::Error> = executor.call("svc.Op", || async { Ok(()) }).await;
+    assert!(next.is_ok(), "the next call probes again: {next:?}");
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+// Found by the chaos soak: a cancelled probe's `release_probe` ran in the
+// call's `Drop` without panic recovery, so its panic reached whoever
+// dropped the call.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_probe_whose_release_panics_does_not_reach_the_caller() {
+    let breaker = Grumpy::new();
+    let executor = probing(&breaker).await;
+    breaker.panicky_release.store(true, Ordering::Relaxed);
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(10),
+        executor.call("svc.Op", || async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<(), io::Error>(())
+        }),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the caller gave up on the probe");
+    assert_eq!(breaker.state(), State::HalfOpen);
+    breaker.panicky_release.store(false, Ordering::Relaxed);
+    let next: Result<(), io::Error> = executor.call("svc.Op", || async { Ok(()) }).await;
+    assert!(next.is_ok(), "the slot was handed back: {next:?}");
+}
+
+/// A provider whose generation panics: read on every call.
+struct PanickingGeneration;
+
+impl PolicyProvider for PanickingGeneration {
+    fn policy(&self, _key: &PolicyKey) -> Result<Option<Arc<Policy>>, ProviderError> {
+        Ok(Some(Arc::new(Policy::builder(KEY).max_attempts(2).initial_backoff(Duration::from_millis(1)).build())))
+    }
+
+    fn generation(&self) -> u64 {
+        panic!("generation exploded");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_whose_generation_panics_still_serves_its_policy() {
+    let executor = Executor::builder().provider(PanickingGeneration).recover_panics(true).build();
+    for _ in 0..3 {
+        let calls = Counter::new();
+        let result = executor.call(KEY, || std::future::ready(Err::<(), _>(TestError::Failed(calls.hit())))).await;
+        assert!(result.is_err());
+        assert_eq!(calls.get(), 2, "the provider's policy, resolved although its generation panicked");
+    }
+}
+
+/// A trigger whose `uses_latency` panics.
+struct LatencyQuestionPanics;
+
+impl recourse::hedge::HedgeTrigger for LatencyQuestionPanics {
+    fn should_spawn(&self, _state: &recourse::hedge::HedgeState<'_>) -> recourse::hedge::TriggerDecision {
+        recourse::hedge::TriggerDecision::Spawn
+    }
+
+    fn uses_latency(&self) -> bool {
+        panic!("uses_latency exploded");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trigger_whose_latency_question_panics_stops_hedging_not_the_call() {
+    let executor = Executor::builder()
+        .policy(
+            Policy::builder(KEY)
+                .max_attempts(1)
+                .max_hedges(1)
+                .hedge_delay(Duration::from_millis(10))
+                .hedge_trigger("asks")
+                .build(),
+        )
+        .trigger("asks", LatencyQuestionPanics)
+        .recover_panics(true)
+        .build();
+    let calls = Counter::new();
+    let (result, timeline) = recourse::capture(executor.call(KEY, || {
+        calls.hit();
+        async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<u32, TestError>(7)
+        }
+    }))
+    .await;
+    assert_eq!(result.unwrap(), 7);
+    assert_eq!(calls.get(), 1, "no hedge was launched");
+    assert!(
+        timeline.attributes.get("trigger_panic").is_some_and(|p| p.contains("uses_latency exploded")),
+        "{timeline}"
+    );
 }

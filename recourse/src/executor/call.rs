@@ -548,7 +548,16 @@ impl<'x, W: Watcher> Call<'x, W> {
                         None
                     }
                 })
-                .unwrap_or(None);
+                .unwrap_or_else(|_| {
+                    // The verdict may never have reached the breaker: hand
+                    // a probe's slot back, as a call without a verdict
+                    // does, or a breaker that panics once while half-open
+                    // would refuse every later call (DESIGN §6.4).
+                    if probe {
+                        let _ = self.inner.recover(Component::CircuitBreaker, key, || breaker.release_probe());
+                    }
+                    None
+                });
             self.watch.circuit(key, transition);
         }
         let inner = self.inner;
@@ -562,7 +571,9 @@ impl<W> Drop for Call<'_, W> {
         if self.probe
             && let Some(breaker) = self.circuit.take()
         {
-            breaker.release_probe();
+            // Recovered like every other breaker call: a panic here would
+            // unwind into whoever dropped the call.
+            let _ = self.inner.recover(Component::CircuitBreaker, self.source.key(), || breaker.release_probe());
         }
     }
 }

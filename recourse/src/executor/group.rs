@@ -92,8 +92,17 @@ impl Hedger<'_> {
             return None;
         }
         let trigger = self.res.trigger.as_deref()?;
+        let uses_latency =
+            match engine.inner().recover(Component::HedgeTrigger, engine.key(), || trigger.uses_latency()) {
+                Ok(uses) => uses,
+                Err(panic) => {
+                    self.stopped = true;
+                    engine.trigger_panicked(panic.message);
+                    return None;
+                }
+            };
         let latency = match &self.res.tracker {
-            Some(tracker) if trigger.uses_latency() => tracker.snapshot(),
+            Some(tracker) if uses_latency => tracker.snapshot(),
             _ => LatencySnapshot::default(),
         };
         let since_start = elapsed.unwrap_or_else(|| self.started.elapsed());
