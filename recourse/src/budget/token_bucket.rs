@@ -35,14 +35,15 @@
 
 use std::cell::Cell;
 use std::fmt;
+#[cfg(not(loom))]
 use std::num::NonZero;
+#[cfg(not(loom))]
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use tokio::time::Instant;
+use std::sync::atomic::AtomicUsize;
 
 use super::{AttemptKind, Budget, Decision};
 use crate::policy::{BudgetRef, PolicyKey};
+use crate::sync::{AtomicU64, Instant, Ordering, spin_loop, yield_now};
 
 /// Fixed-point scale: one token is 2^20 units, so fractional refills
 /// accumulate exactly enough (a refill of 1 token/s adds a unit every
@@ -137,9 +138,18 @@ impl Shard {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     /// This thread's shard slot (`usize::MAX` until its first take).
     static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+// Under loom every thread starts on shard 0 and a model moves it with
+// `TokenBucket::pin_thread_to_shard`: the round-robin below counts across
+// executions, which would make them differ.
+#[cfg(loom)]
+loom::thread_local! {
+    static SLOT: Cell<usize> = Cell::new(0);
 }
 
 /// Hands out slots round-robin, so threads that start together land on
@@ -161,6 +171,7 @@ fn thread_slot() -> usize {
 
 /// One shard per core (a power of two, at most `MAX_SHARDS`), decided once
 /// per process: `available_parallelism` may read cgroup files.
+#[cfg(not(loom))]
 fn shard_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
@@ -168,15 +179,22 @@ fn shard_count() -> usize {
     })
 }
 
+/// Two shards under loom whatever the machine, so every model has steals,
+/// gathers and still views across shards, and replays the same anywhere.
+#[cfg(loom)]
+fn shard_count() -> usize {
+    2
+}
+
 /// Spins briefly, then yields: what a refusal does while a move is in
 /// progress, so a preempted mover gets the core back.
 fn back_off(round: &mut u32) {
     if *round < 6 {
         for _ in 0..1_u32 << *round {
-            std::hint::spin_loop();
+            spin_loop();
         }
     } else {
-        std::thread::yield_now();
+        yield_now();
     }
     *round = round.saturating_add(1);
 }
@@ -213,6 +231,34 @@ impl TokenBucket {
         }
     }
 
+    /// Under `--cfg loom` only: puts the calling thread on shard `index`
+    /// (modulo the shard count, which is 2 there), so a model decides which
+    /// threads share a shard.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn pin_thread_to_shard(index: usize) {
+        SLOT.with(|slot| slot.set(index % MAX_SHARDS));
+    }
+
+    /// Under `--cfg loom` only: what the central counter and the shards
+    /// hold, in units of 2^-20 token, summed without a still view (exact
+    /// when no take is running).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn held_units(&self) -> u64 {
+        self.held()
+    }
+
+    /// Under `--cfg loom` only: whether a refill has been applied since the
+    /// bucket was made (and none is being applied). A take that starts
+    /// after this reads `true` comes after that refill.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn refill_applied(&self) -> bool {
+        let last = self.central.last.load(Ordering::SeqCst);
+        last != 0 && last & REFILLING == 0
+    }
+
     /// The capacity in tokens.
     ///
     /// ```
@@ -242,8 +288,10 @@ impl TokenBucket {
             }
             if round >= 12 {
                 // Moves keep coming: any sum is as good as the moment it
-                // was read, and this one may miss a batch in flight.
-                return self.held() / SCALE;
+                // was read, and this one may miss a batch in flight or
+                // count a shard being gathered twice (read before its swap,
+                // then again in the central counter), so it is capped.
+                return (self.held() / SCALE).min(self.capacity);
             }
             back_off(&mut round);
         }
@@ -433,7 +481,7 @@ impl TokenBucket {
                     return;
                 }
             }
-            std::hint::spin_loop();
+            spin_loop();
         }
         // No still moment (tokens keep moving, so takes are being served):
         // hand the interval back whole to the next central trip.

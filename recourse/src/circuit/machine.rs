@@ -24,12 +24,10 @@
 //! window) is the [`Counts`] it plugs in; the machine tells it about closed
 //! verdicts and resets it when the circuit closes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::{Decision, State, Transition, reason};
+use crate::sync::{AtomicU64, Instant, Ordering};
 
 const STATE: u64 = 0b11;
 const CLOSED: u64 = 0;

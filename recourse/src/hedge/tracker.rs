@@ -25,12 +25,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use super::{LatencySnapshot, Percentile};
 use crate::policy::PolicyKey;
+use crate::sync::{AtomicU64, Ordering};
 
 /// log₂ of the sub-buckets per power of two.
 const SUB_BITS: u32 = 4;
@@ -91,7 +91,11 @@ struct Padded(AtomicU64);
 ///   bucket and the evicted one out (none when both share a bucket).
 ///   Consecutive samples land a prime stride (17 for most windows) of slots
 ///   apart, so threads recording at once do not fight over a cache line;
-///   sample `i` still evicts exactly sample `i − window`.
+///   sample `i` still goes where sample `i − window` was and evicts it, in
+///   the order the swaps land: a recorder descheduled between its claim
+///   and its swap while a whole window of others record swaps last, so its
+///   older sample stays in the ring in place of the newer one (still
+///   counted in and out exactly once).
 /// * **A snapshot never sorts or copies the window**: it walks the bucket
 ///   counters once, in order, up to the p99 bucket (at most 624 counters).
 /// * **Error bound**: each percentile is the midpoint of the bucket that
@@ -113,8 +117,11 @@ struct Padded(AtomicU64);
 /// sample counted but not yet in its bucket) take the highest bucket seen.
 /// The error bound holds for a snapshot taken while no `record` is in
 /// progress; once recording pauses, the histogram matches the ring exactly
-/// again. Percentiles within one snapshot are always ordered and always the
-/// midpoint of a bucket some recorded sample fell in.
+/// again. Percentiles within one snapshot are always ordered, and each is
+/// the midpoint of a bucket some recorded sample fell in, or all are zero
+/// when the walk met no counted sample (every sample it could count was
+/// still being recorded or evicted; [`LatencyTrigger`](super::LatencyTrigger)
+/// reads a zero percentile as no threshold yet).
 ///
 /// ```
 /// use recourse::hedge::LatencyTracker;
@@ -258,6 +265,24 @@ impl LatencyTracker {
             self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
             self.buckets[old].fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Under `--cfg loom` only: the samples in the ring (nanoseconds,
+    /// sorted) and whether the histogram counts exactly those, as it must
+    /// once recording pauses.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn ring_at_rest(&self) -> (Vec<u64>, bool) {
+        let mut ring: Vec<u64> =
+            self.slots.iter().map(|slot| slot.load(Ordering::Relaxed)).filter(|&nanos| nanos != EMPTY).collect();
+        ring.sort_unstable();
+        let mut expected = vec![0_u64; BUCKETS];
+        for &nanos in &ring {
+            expected[bucket_of(nanos)] += 1;
+        }
+        let matches =
+            self.buckets.iter().zip(expected).all(|(counter, count)| counter.load(Ordering::Relaxed) == count);
+        (ring, matches)
     }
 
     #[allow(clippy::cast_possible_truncation, reason = "below the window, which is a usize")]
