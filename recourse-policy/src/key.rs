@@ -239,15 +239,158 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    proptest::proptest! {
+    fn key_char(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+    }
+
+    /// The rule, stated once more: a dot, no empty part, key characters
+    /// only, at most 128 bytes.
+    fn well_formed(text: &str) -> bool {
+        text.len() <= 128
+            && text.contains('.')
+            && text.chars().all(key_char)
+            && text.split('.').all(|part| !part.is_empty())
+    }
+
+    /// Text of every shape the rule cares about: any printable text, key
+    /// characters with spaces, dots and the odd bad character, and long
+    /// well-formed keys around the 128-byte limit.
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof!["\\PC{0,40}", any::<String>(), "[ .a-zA-Z0-9_/-]{0,16}", "[a-z]{1,64}\\.[a-zA-Z.]{1,80}"]
+    }
+
+    /// A well-formed key: a service and one to three dotted operation parts.
+    fn valid_key() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_-]{1,20}(\\.[A-Za-z0-9_-]{1,20}){1,3}"
+    }
+
+    /// A word and candidates: random words, and the word after a few
+    /// random edits (insert, delete, replace), so that distances fall on
+    /// both sides of the limit.
+    fn word_and_candidates() -> impl Strategy<Value = (String, Vec<String>)> {
+        "[a-zA-Z.]{0,16}".prop_flat_map(|word| {
+            let edited = word.clone();
+            let near = prop::collection::vec((0u8..3, any::<prop::sample::Index>(), "[a-zA-Z.]"), 0..9).prop_map(
+                move |edits| {
+                    let mut text: Vec<char> = edited.chars().collect();
+                    for (op, at, letter) in edits {
+                        let letter = letter.chars().next().unwrap();
+                        let len = text.len();
+                        match op {
+                            0 => text.insert(at.index(len + 1), letter),
+                            _ if len == 0 => {}
+                            1 => {
+                                text.remove(at.index(len));
+                            }
+                            _ => text[at.index(len)] = letter,
+                        }
+                    }
+                    text.into_iter().collect::<String>()
+                },
+            );
+            (Just(word), prop::collection::vec(prop_oneof![near, "[a-zA-Z.]{0,16}"], 0..6))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        // `validate_key` accepts exactly the well-formed keys, and every
+        // refusal names a reason that holds of the text.
         #[test]
-        fn any_text_is_judged_without_panicking(text in "\\PC{0,40}") {
+        fn any_text_is_judged_without_panicking(text in any_text()) {
             match validate_key(&text) {
-                Ok(()) => proptest::prop_assert!(text.contains('.') && text.len() <= 128),
-                Err(error) => proptest::prop_assert!(!error.to_string().is_empty()),
+                Ok(()) => prop_assert!(well_formed(&text), "accepted {text:?}"),
+                Err(error) => {
+                    prop_assert!(!well_formed(&text), "refused {text:?}: {error}");
+                    prop_assert!(!error.to_string().is_empty());
+                    let holds = match &error {
+                        KeyError::Empty => text.trim().is_empty(),
+                        KeyError::TooLong(key) => *key == text && text.len() > 128,
+                        KeyError::BadChar { key, found } => *key == text && text.contains(*found) && !key_char(*found),
+                        KeyError::MissingDot(key) => *key == text && !text.contains('.'),
+                        KeyError::EmptyPart(key) => *key == text && text.split('.').any(str::is_empty),
+                    };
+                    prop_assert!(holds, "{text:?}: {error:?}");
+                }
             }
             let _ = suggest(&text, ["users.Get", "billing.Charge", ""]);
+        }
+
+        // A valid key parses into its first part and the rest, prints back
+        // as written, and the borrowing and copying parsers agree.
+        #[test]
+        fn a_valid_key_round_trips(text in valid_key()) {
+            prop_assert_eq!(validate_key(&text), Ok(()));
+            let key = PolicyKey::parse_owned(&text);
+            let (service, operation) = text.split_once('.').unwrap();
+            prop_assert_eq!((key.namespace(), key.name()), (service, operation));
+            prop_assert_eq!(key.to_string(), text.clone());
+            prop_assert_eq!(PolicyKey::parse(String::leak(text.clone())), key.clone());
+            prop_assert_eq!(PolicyKey::from(text), key);
+        }
+
+        // Damaging a valid key in one way gives that refusal.
+        #[test]
+        fn a_damaged_key_names_the_damage(text in valid_key(), at in any::<prop::sample::Index>(), bad in "[ /?#%@:\u{e9}\u{1F600}]") {
+            let cut = at.index(text.len() + 1);
+            let bad = bad.chars().next().unwrap();
+            let inserted = format!("{}{bad}{}", &text[..cut], &text[cut..]);
+            // Whitespace around the key is a bad character too.
+            let expected = KeyError::BadChar { key: inserted.clone(), found: bad };
+            prop_assert_eq!(validate_key(&inserted), Err(expected));
+            let doubled = format!("{}.{}", &text[..text.find('.').unwrap()], &text[text.find('.').unwrap()..]);
+            prop_assert_eq!(validate_key(&doubled), Err(KeyError::EmptyPart(doubled.clone())));
+            for empty in [format!(".{text}"), format!("{text}.")] {
+                prop_assert_eq!(validate_key(&empty), Err(KeyError::EmptyPart(empty.clone())));
+            }
+            let undotted = text.replace('.', "_");
+            prop_assert_eq!(validate_key(&undotted), Err(KeyError::MissingDot(undotted.clone())));
+            let long = format!("{text}{}", "x".repeat(129 - text.len().min(129)));
+            prop_assert_eq!(validate_key(&long), Err(KeyError::TooLong(long.clone())));
+        }
+
+        // Any text parses (as the Go original: split at the first dot, both
+        // parts trimmed); printing and parsing again gives the same key,
+        // except for an empty namespace and a dotted name (".a.b" is
+        // ("", "a.b"), printed "a.b").
+        #[test]
+        fn any_text_parses_and_prints_back(text in any_text()) {
+            let key = PolicyKey::parse_owned(&text);
+            prop_assert_eq!(PolicyKey::parse(String::leak(text.clone())), key.clone());
+            for part in [key.namespace(), key.name()] {
+                prop_assert_eq!(part.trim(), part);
+            }
+            prop_assert!(!key.namespace().contains('.'));
+            prop_assert_eq!(key.is_empty(), text.trim().is_empty());
+            if !key.namespace().is_empty() || !key.name().contains('.') {
+                prop_assert_eq!(PolicyKey::parse_owned(&key.to_string()), key);
+            }
+        }
+
+        // `suggest` picks the closest candidate within its limit (ties: the
+        // smallest), case-insensitively, whatever the candidates' order.
+        #[test]
+        fn suggest_picks_the_closest_candidate((word, candidates) in word_and_candidates()) {
+            let limit = (word.chars().count() / 3).max(2);
+            let far = |c: &str| distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase());
+            let best = candidates.iter().map(|c| (far(c), c.as_str())).filter(|(d, _)| *d <= limit).min();
+            prop_assert_eq!(suggest(&word, candidates.iter().map(String::as_str)), best.map(|(_, c)| c));
+            prop_assert_eq!(suggest(&word, candidates.iter().rev().map(String::as_str)), best.map(|(_, c)| c));
+            let shouted = word.to_ascii_uppercase();
+            prop_assert_eq!(suggest(&shouted, [word.as_str()]), Some(word.as_str()), "case does not count");
+        }
+
+        // The edit distance is a metric: zero only between equal words,
+        // symmetric, at most the longer length, and one edit is one.
+        #[test]
+        fn the_distance_is_an_edit_distance(a in "\\PC{0,12}", b in "\\PC{0,12}", c in "[a-z]") {
+            prop_assert_eq!(distance(&a, &b) == 0, a == b);
+            prop_assert_eq!(distance(&a, &b), distance(&b, &a));
+            prop_assert!(distance(&a, &b) <= a.chars().count().max(b.chars().count()));
+            prop_assert_eq!(distance(&a, &format!("{a}{c}")), 1);
         }
     }
 
@@ -259,5 +402,12 @@ mod tests {
         );
         assert_eq!(suggest("totally.Different", ["user-service.GetUser"]), None);
         assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn an_empty_namespace_with_a_dotted_name_prints_as_another_key() {
+        let key = PolicyKey::parse(".a.b");
+        assert_eq!((key.namespace(), key.name()), ("", "a.b"));
+        assert_eq!(PolicyKey::parse_owned(&key.to_string()), PolicyKey::new("a", "b"));
     }
 }

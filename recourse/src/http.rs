@@ -566,3 +566,174 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod retry_after_properties {
+    //! `retry_after` on any header value and any clock.
+
+    use super::*;
+    use ::http::HeaderValue;
+    use proptest::prelude::*;
+
+    /// 9999-12-31 23:59:59 UTC: the last second an HTTP-date can name.
+    const LAST_DATE: u64 = 253_402_300_799;
+    /// 2069-12-31 23:59:59 UTC: the last second an RFC 850 date (two-digit
+    /// year, 70 to 99 in the 1900s) can name.
+    const LAST_RFC850_DATE: u64 = 3_155_759_999;
+    const DAY: u64 = 86_400;
+
+    fn at(secs: u64, nanos: u32) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+    }
+
+    /// The wait `value` asks for, if it is a header value at all.
+    fn wait(value: &[u8], now: SystemTime) -> Result<Option<Duration>, ::http::header::InvalidHeaderValue> {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_bytes(value)?);
+        Ok(retry_after(&headers, now))
+    }
+
+    /// `secs` after the epoch as an HTTP-date in one of its three forms: 0
+    /// IMF-fixdate, 1 RFC 850, 2 asctime (RFC 9110 §5.6.7), computed here
+    /// with the civil-from-days algorithm, not with httpdate.
+    fn http_date(secs: u64, form: u8) -> String {
+        const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        let days = secs / DAY;
+        let (hour, minute, second) = (secs % DAY / 3600, secs % 3600 / 60, secs % 60);
+        // 1970-01-01 was a Thursday.
+        let weekday = DAYS[usize::try_from((days + 4) % 7).unwrap()];
+        let shifted = days + 719_468;
+        let era = shifted / 146_097;
+        let day_of_era = shifted - era * 146_097;
+        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let march_month = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+        let month = if march_month < 10 { march_month + 3 } else { march_month - 9 };
+        let year = year_of_era + era * 400 + u64::from(month <= 2);
+        let month = MONTHS[usize::try_from(month - 1).unwrap()];
+        let time = format!("{hour:02}:{minute:02}:{second:02}");
+        match form {
+            0 => format!("{}, {day:02} {month} {year} {time} GMT", &weekday[..3]),
+            1 => format!("{weekday}, {day:02}-{month}-{:02} {time} GMT", year % 100),
+            _ => format!("{} {month} {day:2} {time} {year}", &weekday[..3]),
+        }
+    }
+
+    /// Header values of every shape: raw bytes, printable text, numbers,
+    /// signed numbers and dates.
+    fn any_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..40),
+            "[ -~]{0,40}".prop_map(String::into_bytes),
+            "[ \t]{0,2}[-+]?[0-9]{1,22}[ \t]{0,2}".prop_map(String::into_bytes),
+            (0..=LAST_DATE, 0u8..3).prop_map(|(secs, form)| http_date(secs.min(LAST_RFC850_DATE), form).into_bytes()),
+        ]
+    }
+
+    /// A date at least as late as a clock, in a form that can name it.
+    fn date_and_clock() -> impl Strategy<Value = (u64, u8, u64, u32)> {
+        (0u8..3)
+            .prop_flat_map(|form| (Just(form), 0..=if form == 1 { LAST_RFC850_DATE } else { LAST_DATE }))
+            .prop_flat_map(|(form, date)| (Just(date), Just(form), 0..=date, 0..1_000_000_000u32))
+    }
+
+    /// Any value and any clock, or a date and a clock up to 20 years
+    /// before it (so that moving on often passes the date).
+    fn value_and_clock() -> impl Strategy<Value = (Vec<u8>, u64)> {
+        prop_oneof![
+            (any_value(), 0..=LAST_DATE),
+            (date_and_clock(), 0..=20 * 365 * DAY)
+                .prop_map(|((date, form, _, _), back)| (http_date(date, form).into_bytes(), date.saturating_sub(back))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        // Any value, any clock: no panic, and the answer is delay-seconds
+        // (a u64), else the time left until an HTTP-date, else nothing.
+        #[test]
+        fn any_value_is_judged_without_panicking(value in any_value(), secs in 0..=LAST_DATE + 400 * DAY, nanos in 0..1_000_000_000u32) {
+            let now = at(secs, nanos);
+            let Ok(wait) = wait(&value, now) else { return Ok(()) };
+            let Ok(text) = std::str::from_utf8(&value) else {
+                prop_assert_eq!(wait, None);
+                return Ok(());
+            };
+            let text = text.trim();
+            let expected = text
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs)
+                .or_else(|| httpdate::parse_http_date(text).ok().map(|date| date.duration_since(now).unwrap_or_default()));
+            prop_assert_eq!(wait, expected, "{:?}", text);
+        }
+
+        // Delay-seconds round-trip, whatever the clock and the whitespace
+        // around them.
+        #[test]
+        fn delay_seconds_round_trip(seconds in any::<u64>(), left in "[ \t]{0,3}", right in "[ \t]{0,3}", now in 0..=LAST_DATE) {
+            let value = format!("{left}{seconds}{right}");
+            prop_assert_eq!(wait(value.as_bytes(), at(now, 0)).unwrap(), Some(Duration::from_secs(seconds)));
+        }
+
+        // Negative, fractional, suffixed, hexadecimal or out-of-range
+        // numbers are no wait at all.
+        #[test]
+        fn other_numbers_are_no_wait(n in 1..=u64::MAX, fraction in 0u32..1000, over in 1..=u64::MAX) {
+            let beyond = u128::from(u64::MAX) + u128::from(over);
+            for value in [format!("-{n}"), format!("{n}.{fraction}"), format!("{n}s"), format!("0x{n:x}"), beyond.to_string()] {
+                prop_assert_eq!(wait(value.as_bytes(), SystemTime::UNIX_EPOCH).unwrap(), None, "{:?}", value);
+            }
+        }
+
+        // An HTTP-date in the future gives the time left until it, which is
+        // at most the difference in whole seconds, in every form.
+        #[test]
+        fn a_future_http_date_waits_the_time_left((date, form, now, nanos) in date_and_clock()) {
+            let text = http_date(date, form);
+            if form == 0 {
+                prop_assert_eq!(&text, &httpdate::fmt_http_date(at(date, 0)), "the helper writes IMF-fixdate as httpdate does");
+            }
+            let clock = at(now, nanos);
+            let left = Duration::from_secs(date - now).saturating_sub(Duration::from_nanos(u64::from(nanos)));
+            let waited = wait(text.as_bytes(), clock).unwrap();
+            prop_assert_eq!(waited, Some(left), "{} at {:?}", text, clock);
+            prop_assert!(waited <= Some(Duration::from_secs(date - now)));
+        }
+
+        // A date in the past asks for no wait: zero, not nothing.
+        #[test]
+        fn a_past_http_date_is_zero((date, form, _, _) in date_and_clock(), behind in 1..=100 * 365 * DAY) {
+            let text = http_date(date, form);
+            prop_assert_eq!(wait(text.as_bytes(), at(date + behind, 0)).unwrap(), Some(Duration::ZERO), "{}", text);
+        }
+
+        // As the clock moves on, a wait never grows and never appears or
+        // disappears.
+        #[test]
+        fn the_wait_never_grows((value, now) in value_and_clock(), later in 0..=10 * 365 * DAY) {
+            let (Ok(before), Ok(after)) = (wait(&value, at(now, 0)), wait(&value, at(now + later, 0))) else {
+                return Ok(());
+            };
+            prop_assert_eq!(before.is_some(), after.is_some());
+            prop_assert!(after <= before, "{:?} later, {:?} instead of {:?}", later, after, before);
+        }
+
+        // The wait becomes the backoff of every retryable exchange, and of
+        // no other.
+        #[test]
+        fn the_wait_is_the_backoff_of_a_retryable_outcome(seconds in 1..=u64::MAX, code in prop::sample::select(vec![408u16, 429, 500, 502, 503, 504])) {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, seconds.into());
+            let status = StatusCode::from_u16(code).unwrap();
+            let retried = Http::default().outcome(&HttpError::from_status(Method::GET, status, headers.clone()));
+            prop_assert_eq!(retried.kind, OutcomeKind::Retryable);
+            prop_assert_eq!(retried.backoff, Some(Duration::from_secs(seconds)));
+            let not_retried = Http::default().outcome(&HttpError::from_status(Method::POST, status, headers));
+            prop_assert_eq!((not_retried.kind, not_retried.backoff), (OutcomeKind::NonRetryable, None));
+        }
+    }
+}

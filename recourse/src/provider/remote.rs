@@ -258,6 +258,12 @@ impl RemoteProviderBuilder {
 
     /// The HTTP client to fetch with (default: a new `reqwest::Client`,
     /// which honours the `HTTP_PROXY` family of variables).
+    ///
+    /// An `https` URL needs TLS in reqwest: the `remote-tls` feature brings
+    /// rustls, and the default client trusts Mozilla's roots. For a control
+    /// plane whose certificate comes from a private authority, pass a client
+    /// that trusts it (`reqwest::ClientBuilder::add_root_certificate`, and
+    /// `tls_built_in_root_certs(false)` to trust nothing else).
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -303,7 +309,7 @@ impl RemoteProviderBuilder {
         };
         let client = match self.client {
             Some(client) => client,
-            None => reqwest::Client::builder().build().map_err(RemoteError::Client)?,
+            None => default_client().build().map_err(RemoteError::Client)?,
         };
         let config = Config {
             url: self.url,
@@ -324,6 +330,15 @@ impl RemoteProviderBuilder {
         };
         Ok(RemoteProvider { shared: Arc::new(shared) })
     }
+}
+
+/// The client a provider makes when given none: with `remote-tls`, HTTPS
+/// on rustls even when another crate turns on reqwest's native TLS.
+fn default_client() -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    #[cfg(feature = "remote-tls")]
+    let builder = builder.use_rustls_tls();
+    builder
 }
 
 /// The URL with a sample key substituted must be an absolute HTTP URL.
