@@ -34,15 +34,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use recourse::policy::{Policy, PolicyKey, PolicySource};
-use recourse::provider::{PolicyProvider, ProviderError, ProviderErrorKind, RemoteProvider};
-use recourse::{Executor, FailureMode, Timeline};
+use recourse::policy::{PolicyKey, PolicySource};
+use recourse::provider::{PolicyProvider, ProviderErrorKind, RemoteProvider};
+use recourse::{Executor, FailureMode};
 use support::PolicyErrors;
+use support::remote::{
+    KEY, WAIT, cause, clamped_payloads, eventually, failing_call, key, padded_policy, policy_json, refused_payloads,
+    served,
+};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-
-const KEY: &str = "users.Get";
-const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // The control plane.
@@ -193,45 +194,10 @@ fn raw_server(big: usize) -> (SocketAddr, Arc<AtomicUsize>) {
 // ---------------------------------------------------------------------------
 // Helpers.
 
-fn policy_json(max_attempts: u32) -> String {
-    format!(r#"{{"retry": {{"max_attempts": {max_attempts}, "initial_backoff": "1ms", "max_backoff": "2ms"}}}}"#)
-}
-
-/// A valid policy document of at least `size` bytes (a long `id`).
-fn padded_policy(size: usize) -> String {
-    format!(r#"{{"id": "{}", "retry": {{"max_attempts": 4}}}}"#, "x".repeat(size))
-}
-
-fn key() -> PolicyKey {
-    PolicyKey::parse(KEY)
-}
-
 /// A client that keeps no idle connection: a restarted server is reached
 /// on a new one.
 fn fresh_connections() -> reqwest::Client {
     reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client")
-}
-
-/// Polls `check` until it gives a value; fails after [`WAIT`].
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// The provider's answer for `key`, expecting a policy.
-fn served(provider: &RemoteProvider, key: &PolicyKey) -> Option<Arc<Policy>> {
-    provider.policy(key).expect("no error")
-}
-
-/// The cause text of a provider error.
-fn cause(error: &ProviderError) -> String {
-    std::error::Error::source(error).map(ToString::to_string).unwrap_or_default()
 }
 
 /// The provider error inside a call's `io::Error` (a `NoPolicy`).
@@ -240,19 +206,6 @@ fn no_policy_kind(error: &io::Error) -> Option<ProviderErrorKind> {
         recourse::Error::NoPolicy { source, .. } => Some(source.kind()),
         _ => None,
     }
-}
-
-/// One call of `KEY` whose operation always fails (retryable): how many
-/// attempts ran, and the timeline.
-async fn failing_call(executor: &Executor) -> (usize, Timeline) {
-    let attempts = AtomicUsize::new(0);
-    let (result, timeline) = recourse::capture(executor.call(KEY, || {
-        attempts.fetch_add(1, Ordering::SeqCst);
-        async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset)) }
-    }))
-    .await;
-    assert!(result.is_err());
-    (attempts.load(Ordering::SeqCst), timeline)
 }
 
 // ---------------------------------------------------------------------------
@@ -682,12 +635,7 @@ async fn hostile_payloads_are_clamped_or_refused() {
         .build()
         .unwrap();
 
-    let clamped: [(&str, &str); 4] = [
-        (r#"{"retry": {"max_attempts": 1000000}}"#, "retry.max_attempts"),
-        (r#"{"retry": {"max_backoff": "9000h", "backoff_multiplier": 1e300}}"#, "retry.max_backoff"),
-        (r#"{"hedge": {"enabled": true, "max_hedges": 1000, "hedge_delay": "0ms"}}"#, "hedge.max_hedges"),
-        (r#"{"circuit": {"enabled": true, "threshold": 0, "cooldown": 0}}"#, "circuit.threshold"),
-    ];
+    let clamped = clamped_payloads();
     for (body, field) in clamped {
         control.set(KEY, Reply::Json(body.to_owned()));
         let policy = provider.refresh(&key()).await.unwrap_or_else(|e| panic!("{body}: {}", cause(&e))).unwrap();
@@ -700,22 +648,7 @@ async fn hostile_payloads_are_clamped_or_refused() {
     control.set(KEY, Reply::Json(r#"{"retry": {"max_attempts": 1000000}}"#.to_owned()));
     assert_eq!(provider.refresh(&key()).await.unwrap().unwrap().retry.max_attempts, 10);
 
-    let nested_arrays = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let nested_objects = format!("{}1{}", r#"{"retry": "#.repeat(50_000), "}".repeat(50_000));
-    let refused: Vec<(String, &str)> = vec![
-        (r#"{"retry": {"initial_backoff": "-5ms"}}"#.into(), "initial_backoff"),
-        (r#"{"retry": {"initial_backoff": -5}}"#.into(), "is negative"),
-        (r#"{"retry": {"max_attempts": -1}}"#.into(), "max_attempts"),
-        (r#"{"retry": {"max_attempts": 99999999999999999999}}"#.into(), "max_attempts"),
-        (r#"{"retry": {"backoff_multiplier": "NaN"}}"#.into(), "backoff_multiplier"),
-        (r#"{"retry": {"backoff_multiplier": 1e999}}"#.into(), "number out of range"),
-        (r#"{"retry": {"jitter": "NaN"}}"#.into(), "jitter"),
-        (r#"{"retry": {"overall_timeout": "NaNs"}}"#.into(), "overall_timeout"),
-        (nested_arrays, "recursion limit exceeded"),
-        (nested_objects, "recursion limit exceeded"),
-        (format!(r#"{{"{}": 1}}"#, "k".repeat(100_000)), "unknown field"),
-        ("\u{feff}{}".into(), "invalid policy JSON"),
-    ];
+    let refused = refused_payloads();
     for (body, problem) in refused {
         control.set(KEY, Reply::Json(body.clone()));
         let error = provider.refresh(&key()).await.unwrap_err();

@@ -30,7 +30,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -38,12 +38,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use recourse::Executor;
 use recourse::policy::{Policy, PolicyKey, PolicySource};
-use recourse::provider::{
-    LayeredProvider, PolicyProvider, ProviderError, ProviderErrorKind, RemoteProvider, StaticProvider,
-};
-use recourse::{Executor, Timeline};
+use recourse::provider::{LayeredProvider, PolicyProvider, ProviderErrorKind, RemoteProvider, StaticProvider};
 use support::PolicyErrors;
+use support::remote::{
+    KEY, WAIT, cause, clamped_payloads, eventually, failing_call, key, padded_policy, policy_json, refused_payloads,
+    served,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -53,8 +55,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, rustls};
 
-const KEY: &str = "users.Get";
-const WAIT: Duration = Duration::from_secs(10);
 /// The name the control plane's certificates are issued for; clients
 /// resolve it to the server's address on 127.0.0.1 (no DNS).
 const HOST: &str = "control-plane.test";
@@ -330,83 +330,8 @@ async fn raw_tls_server(tls: Arc<ServerConfig>, big: usize) -> SocketAddr {
 // ---------------------------------------------------------------------------
 // Helpers (as in `remote_provider.rs`).
 
-fn policy_json(max_attempts: u32) -> String {
-    format!(r#"{{"retry": {{"max_attempts": {max_attempts}, "initial_backoff": "1ms", "max_backoff": "2ms"}}}}"#)
-}
-
-/// A valid policy document of at least `size` bytes (a long `id`).
-fn padded_policy(size: usize) -> String {
-    format!(r#"{{"id": "{}", "retry": {{"max_attempts": 4}}}}"#, "x".repeat(size))
-}
-
-fn key() -> PolicyKey {
-    PolicyKey::parse(KEY)
-}
-
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn served(provider: &RemoteProvider, key: &PolicyKey) -> Option<Arc<Policy>> {
-    provider.policy(key).expect("no error")
-}
-
-fn cause(error: &ProviderError) -> String {
-    std::error::Error::source(error).map(ToString::to_string).unwrap_or_default()
-}
-
-/// One call of `KEY` whose operation always fails (retryable): how many
-/// attempts ran, and the timeline.
-async fn failing_call(executor: &Executor) -> (usize, Timeline) {
-    let attempts = AtomicUsize::new(0);
-    let (result, timeline) = recourse::capture(executor.call(KEY, || {
-        attempts.fetch_add(1, Ordering::SeqCst);
-        async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset)) }
-    }))
-    .await;
-    assert!(result.is_err());
-    (attempts.load(Ordering::SeqCst), timeline)
-}
-
 /// The rustls verdict on a certificate no trusted authority issued.
 const UNKNOWN_ISSUER: &str = "invalid peer certificate: UnknownIssuer";
-
-/// Hostile payloads the normalization clamps, and the field it names (the
-/// cases of `remote_provider.rs`).
-fn clamped_payloads() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (r#"{"retry": {"max_attempts": 1000000}}"#, "retry.max_attempts"),
-        (r#"{"retry": {"max_backoff": "9000h", "backoff_multiplier": 1e300}}"#, "retry.max_backoff"),
-        (r#"{"hedge": {"enabled": true, "max_hedges": 1000, "hedge_delay": "0ms"}}"#, "hedge.max_hedges"),
-        (r#"{"circuit": {"enabled": true, "threshold": 0, "cooldown": 0}}"#, "circuit.threshold"),
-    ]
-}
-
-/// Hostile payloads the decoder refuses, and what its message names (the
-/// cases of `remote_provider.rs`).
-fn refused_payloads() -> Vec<(String, &'static str)> {
-    vec![
-        (r#"{"retry": {"initial_backoff": "-5ms"}}"#.into(), "initial_backoff"),
-        (r#"{"retry": {"initial_backoff": -5}}"#.into(), "is negative"),
-        (r#"{"retry": {"max_attempts": -1}}"#.into(), "max_attempts"),
-        (r#"{"retry": {"max_attempts": 99999999999999999999}}"#.into(), "max_attempts"),
-        (r#"{"retry": {"backoff_multiplier": "NaN"}}"#.into(), "backoff_multiplier"),
-        (r#"{"retry": {"backoff_multiplier": 1e999}}"#.into(), "number out of range"),
-        (r#"{"retry": {"jitter": "NaN"}}"#.into(), "jitter"),
-        (r#"{"retry": {"overall_timeout": "NaNs"}}"#.into(), "overall_timeout"),
-        (format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)), "recursion limit exceeded"),
-        (format!("{}1{}", r#"{"retry": "#.repeat(50_000), "}".repeat(50_000)), "recursion limit exceeded"),
-        (format!(r#"{{"{}": 1}}"#, "k".repeat(100_000)), "unknown field"),
-        ("\u{feff}{}".into(), "invalid policy JSON"),
-    ]
-}
 
 // ---------------------------------------------------------------------------
 // Trust.

@@ -18,6 +18,9 @@ use recourse::executor::{SleepFuture, Sleeper};
 use recourse::policy::{Policy, PolicyKey};
 use recourse::provider::{PolicyProvider, ProviderError, ProviderErrorKind, StaticProvider};
 
+#[cfg(feature = "remote")]
+pub(crate) mod remote;
+
 /// Seed for every executor built here, so jittered sleeps are reproducible.
 pub(crate) const SEED: u64 = 0x5EED_2024;
 
