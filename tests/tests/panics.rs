@@ -390,3 +390,87 @@ async fn a_trigger_whose_latency_question_panics_stops_hedging_not_the_call() {
         "{timeline}"
     );
 }
+
+/// A budget whose release callback panics.
+struct ReleasePanics;
+
+impl recourse::budget::Budget for ReleasePanics {
+    fn allow_attempt(
+        &self,
+        _key: &PolicyKey,
+        _attempt: u32,
+        _kind: recourse::budget::AttemptKind,
+        _budget: &recourse::policy::BudgetRef,
+    ) -> recourse::budget::Decision {
+        recourse::budget::Decision::allow_with_release(|| panic!("release exploded"))
+    }
+}
+
+fn release_panics_executor() -> Executor {
+    Executor::builder()
+        .policy(Policy::builder(KEY).max_attempts(3).initial_backoff(Duration::from_millis(1)).budget("rp").build())
+        .budget("rp", ReleasePanics)
+        .recover_panics(true)
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_release_that_panics_does_not_reach_the_caller() {
+    let executor = release_panics_executor();
+    let calls = Counter::new();
+    let result = executor.call(KEY, || std::future::ready(Err::<(), _>(TestError::Failed(calls.hit())))).await;
+    assert!(matches!(result, Err(TestError::Failed(3))), "{result:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_release_that_panics_when_the_call_is_dropped_does_not_reach_the_dropper() {
+    let executor = release_panics_executor();
+    let call = executor.call(KEY, || async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok::<(), TestError>(())
+    });
+    let dropped = tokio::time::timeout(Duration::from_millis(5), call).await;
+    assert!(dropped.is_err(), "the call was cut by the timeout and dropped without a panic");
+}
+
+/// An observer whose scopes panic on enter and exit.
+struct ScopesPanic;
+
+struct Exploding;
+
+impl recourse::observe::Enter for Exploding {
+    fn enter(&self) {
+        panic!("enter exploded");
+    }
+
+    fn exit(&self) {
+        panic!("exit exploded");
+    }
+}
+
+impl recourse::observe::Observer for ScopesPanic {
+    fn call_scope(&self, _key: &PolicyKey) -> Option<Arc<dyn recourse::observe::Enter>> {
+        Some(Arc::new(Exploding))
+    }
+
+    fn attempt_scope(
+        &self,
+        _key: &PolicyKey,
+        _attempt: &recourse::Attempt,
+    ) -> Option<Arc<dyn recourse::observe::Enter>> {
+        Some(Arc::new(Exploding))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn observer_scopes_that_panic_are_recovered_and_counted() {
+    let executor = Executor::builder()
+        .policy(Policy::builder(KEY).max_attempts(2).initial_backoff(Duration::from_millis(1)).build())
+        .observer(ScopesPanic)
+        .recover_panics(true)
+        .build();
+    let calls = Counter::new();
+    let result = executor.call(KEY, || std::future::ready(Err::<(), _>(TestError::Failed(calls.hit())))).await;
+    assert!(matches!(result, Err(TestError::Failed(2))), "{result:?}");
+    assert!(executor.observer_panics() > 0, "the scopes' panics are counted");
+}

@@ -153,36 +153,53 @@ impl Decision {
 /// Runs a budget's release callback exactly once: on [`run`](Self::run) or
 /// on drop, whichever comes first. Extra calls do nothing.
 #[must_use = "dropping a release runs it at once"]
-// The mutex is never locked: every access goes through `&mut self`
-// (`get_mut`). It is there so a `Release` is `Sync` without asking the
-// callback to be, which keeps futures holding an attempt's plan `Send`.
-pub struct Release(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+pub struct Release {
+    // Never locked: every access goes through `&mut self` (`get_mut`). It
+    // is there so a `Release` is `Sync` without asking the callback to be,
+    // which keeps futures holding an attempt's plan `Send`.
+    slot: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// The executor recovers plug-in panics: a panicking callback is
+    /// caught (the grant counts as released) instead of unwinding into the
+    /// call, or into whoever drops it.
+    recover: bool,
+}
 
 impl Release {
     /// Nothing to release.
     pub const fn none() -> Self {
-        Self(Mutex::new(None))
+        Self { slot: Mutex::new(None), recover: false }
     }
 
     /// Wraps a callback.
     pub fn new(release: impl FnOnce() + Send + 'static) -> Self {
-        Self(Mutex::new(Some(Box::new(release))))
+        Self { slot: Mutex::new(Some(Box::new(release))), recover: false }
+    }
+
+    /// The same release, catching a panic of its callback when `recover`.
+    pub(crate) fn recovering(mut self, recover: bool) -> Self {
+        self.recover = recover;
+        self
     }
 
     #[inline]
     fn slot(&mut self) -> &mut Option<Box<dyn FnOnce() + Send>> {
-        self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+        self.slot.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs the callback if it has not run yet.
     #[inline]
     pub fn run(&mut self) {
+        let recover = self.recover;
         // Read before writing: most attempts have nothing to release.
         let slot = self.slot();
         if slot.is_some()
             && let Some(release) = slot.take()
         {
-            release();
+            if recover {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(release));
+            } else {
+                release();
+            }
         }
     }
 

@@ -81,7 +81,7 @@ impl Inner {
                 let gate = match decision {
                     Ok(decision) => {
                         let (allowed, reason, release) = decision.into_parts();
-                        Gate { allowed, reason, release }
+                        Gate { allowed, reason, release: release.recovering(self.recover_panics) }
                     }
                     Err(_) => Gate {
                         allowed: false,

@@ -164,6 +164,7 @@ impl<'x> Recording<'x> {
         let scopes = Scopes {
             call: self.call_scope.as_deref(),
             attempt: slot.and_then(|i| self.attempt_scopes.get(i)).and_then(Option::as_deref),
+            recover: self.recover,
         };
         let _entered = scopes.enter();
         let Some(count) = self.recover else {
@@ -315,6 +316,7 @@ impl Watcher for Recording<'_> {
         Scopes {
             call: self.call_scope.as_deref(),
             attempt: self.attempt_scopes.get(hedge_index as usize).and_then(Option::as_deref),
+            recover: self.recover,
         }
     }
 }

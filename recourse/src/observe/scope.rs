@@ -204,22 +204,39 @@ impl Drop for AttemptScope<'_> {
 pub(crate) struct Scopes<'a> {
     pub(crate) call: Option<&'a dyn super::Enter>,
     pub(crate) attempt: Option<&'a dyn super::Enter>,
+    /// With panic recovery on: where a panicking `enter`/`exit` is counted
+    /// (the executor's observer panics) instead of unwinding into the poll,
+    /// or aborting the process when it happens during another unwind.
+    pub(crate) recover: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
 impl<'a> Scopes<'a> {
-    pub(crate) const NONE: Scopes<'static> = Scopes { call: None, attempt: None };
+    pub(crate) const NONE: Scopes<'static> = Scopes { call: None, attempt: None, recover: None };
 
     /// Enters the call's scope, then the attempt's; the guard exits them in
     /// reverse, also when a panic unwinds through the poll.
     #[inline]
     pub(crate) fn enter(self) -> Entered<'a> {
         if let Some(call) = self.call {
-            call.enter();
+            self.run(|| call.enter());
         }
         if let Some(attempt) = self.attempt {
-            attempt.enter();
+            self.run(|| attempt.enter());
         }
         Entered(self)
+    }
+
+    /// `step`, caught and counted when recovery is on.
+    #[inline]
+    fn run(&self, step: impl FnOnce()) {
+        match self.recover {
+            None => step(),
+            Some(count) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).is_err() {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
     }
 }
 
@@ -231,10 +248,10 @@ impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
         if let Some(attempt) = self.0.attempt {
-            attempt.exit();
+            self.0.run(|| attempt.exit());
         }
         if let Some(call) = self.0.call {
-            call.exit();
+            self.0.run(|| call.exit());
         }
     }
 }
