@@ -754,13 +754,15 @@ impl ExecutorBuilder {
         // rejected.
         let provider: Arc<dyn PolicyProvider> = match (self.provider, self.catalog) {
             (None, None) => Arc::new(self.policies),
+            // Asked for its generation on every call: no layer around it.
+            (Some(provider), None) if self.policies.is_empty() => provider,
             (provider, catalog) => {
                 let mut layered = LayeredProvider::new();
                 if !self.policies.is_empty() {
                     layered = layered.layer(self.policies);
                 }
                 if let Some(provider) = provider {
-                    layered = layered.layer(provider);
+                    layered = layered.layer_arc(provider);
                 }
                 if let Some(catalog) = catalog {
                     layered = layered.catalog(catalog);
