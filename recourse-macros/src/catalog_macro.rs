@@ -38,6 +38,10 @@ fn try_expand(input: TokenStream) -> syn::Result<TokenStream> {
         quote!((#private::PolicyKey::from_static(#namespace, #name), #spec))
     });
     let classifiers = &catalog.classifiers;
+    let budgets = catalog.budgets.iter().map(|(name, decl)| {
+        let decl = rewrite::budget_decl(&private, decl);
+        quote!((#name, #decl))
+    });
     let custom_budgets =
         catalog.budgets.iter().filter(|(_, decl)| matches!(decl, BudgetDecl::Custom)).map(|(name, _)| name);
     let triggers = &catalog.triggers;
@@ -53,6 +57,7 @@ fn try_expand(input: TokenStream) -> syn::Result<TokenStream> {
             #shown,
             &__RECOURSE_POLICIES,
             &[#(#classifiers),*],
+            &[#(#budgets),*],
             &[#(#custom_budgets),*],
             &[#(#triggers),*],
         );

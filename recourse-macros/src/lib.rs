@@ -104,9 +104,15 @@ use proc_macro::TokenStream;
 /// cooldown = "10s"            # at least 100ms
 ///
 /// [budgets.user-service]
-/// kind = "token_bucket"
-/// capacity = 100
-/// refill_per_sec = 50.0
+/// kind = "token_bucket"       # or percentage, retry_throttling, retry_quota,
+/// capacity = 100              # adaptive_throttling, concurrency,
+/// refill_per_sec = 50.0       # redis_token_bucket, unlimited, custom
+///
+/// [budgets.fleet]             # one bucket for every process (feature `redis`)
+/// kind = "redis_token_bucket"
+/// url_env = "REDIS_URL"       # the variable holding the URL, never the URL
+/// capacity = 200
+/// refill_per_sec = 50
 ///
 /// [classifiers]
 /// names = ["billing"]

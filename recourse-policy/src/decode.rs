@@ -260,7 +260,7 @@ fn circuit<V: Node>(
         let result = match key.name {
             "enabled" => boolean(ctx, value, &field).map(|v| spec.enabled = v),
             "threshold" => integer(ctx, value, &field, 1, u32::MAX).map(|v| spec.threshold = Some(v)),
-            "failure_ratio" => float(ctx, value, &field, f64::MIN_POSITIVE, 1.0).map(|v| spec.failure_ratio = Some(v)),
+            "failure_ratio" => above_zero(ctx, value, &field, 1.0).map(|v| spec.failure_ratio = Some(v)),
             "window" => duration(ctx, value, &field, limits::MIN_CIRCUIT_WINDOW, None).map(|v| spec.window = Some(v)),
             "min_throughput" => integer(ctx, value, &field, 1, u32::MAX).map(|v| spec.min_throughput = Some(v)),
             "cooldown" => {
@@ -275,7 +275,54 @@ fn circuit<V: Node>(
     Ok(Some(spec))
 }
 
-/// A `[budgets.<name>]` table.
+/// The kinds a `[budgets.<name>]` table may declare.
+#[cfg(feature = "toml")]
+const BUDGET_KINDS: &[&str] = &[
+    "token_bucket",
+    "percentage",
+    "retry_throttling",
+    "retry_quota",
+    "adaptive_throttling",
+    "concurrency",
+    "redis_token_bucket",
+    "unlimited",
+    "custom",
+];
+
+/// The defaults of the budget kinds' optional settings: the budgets' own
+/// (Finagle's, the AWS SDKs', the SRE book's, Envoy's).
+#[cfg(feature = "toml")]
+mod budget_defaults {
+    use std::time::Duration;
+
+    pub(super) const PERCENTAGE_RATIO: f64 = 0.2;
+    pub(super) const PERCENTAGE_MIN_PER_SEC: u32 = 10;
+    pub(super) const PERCENTAGE_TTL: Duration = Duration::from_secs(10);
+    pub(super) const PERCENTAGE_TTL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+    /// gRPC's bounds (proposal A6).
+    pub(super) const MAX_TOKENS: u32 = 1000;
+    pub(super) const MAX_TOKEN_RATIO: f64 = 1000.0;
+    pub(super) const MAX_RATIO: f64 = 1000.0;
+    pub(super) const QUOTA_CAPACITY: u32 = 500;
+    pub(super) const QUOTA_RETRY_COST: u32 = 5;
+    pub(super) const QUOTA_TIMEOUT_COST: u32 = 10;
+    pub(super) const QUOTA_SUCCESS_INCREMENT: u32 = 1;
+    pub(super) const ADAPTIVE_K: f64 = 2.0;
+    pub(super) const ADAPTIVE_WINDOW: Duration = Duration::from_secs(120);
+    pub(super) const MIN_ADAPTIVE_WINDOW: Duration = Duration::from_secs(1);
+    pub(super) const CONCURRENCY_RATIO: f64 = 0.2;
+    pub(super) const CONCURRENCY_MIN: u32 = 3;
+    pub(super) const REDIS_LEASE: u32 = 10;
+    pub(super) const REDIS_LEASE_TTL: Duration = Duration::from_secs(1);
+    pub(super) const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+    /// A round trip or a lease shorter than this is a typo, not a setting.
+    pub(super) const MIN_REDIS_DURATION: Duration = Duration::from_millis(1);
+    pub(super) const REDIS_KEY_PREFIX: &str = "recourse:budget:";
+}
+
+/// A `[budgets.<name>]` table: its kind and that kind's settings, each
+/// checked, every default filled in. `None` when the table cannot describe
+/// a budget (every reason is in `errors`).
 #[cfg(feature = "toml")]
 pub(crate) fn budget_decl<V: Node>(
     ctx: &Ctx<'_>,
@@ -284,6 +331,8 @@ pub(crate) fn budget_decl<V: Node>(
     errors: &mut Vec<String>,
 ) -> Option<crate::spec::BudgetDecl> {
     use crate::spec::BudgetDecl;
+    use budget_defaults as d;
+
     let path = format!("budgets.{}", name.name);
     if name.name.trim().is_empty() {
         errors.push(ctx.at(name.offset, "budget names cannot be empty"));
@@ -292,50 +341,294 @@ pub(crate) fn budget_decl<V: Node>(
         errors.push(ctx.at(value.offset(), format!("{path} must be a table")));
         return None;
     };
-    let kind = fields.iter().find(|(k, _)| k.name == "kind").map(|(_, v)| (*v, v.as_str()));
-    match kind {
+    let kinds = one_of(BUDGET_KINDS);
+    let Some(kind) = fields.iter().find(|(k, _)| k.name == "kind").map(|(_, v)| *v) else {
+        errors.push(ctx.at(name.offset, format!("{path} needs a `kind`: {kinds}")));
+        return None;
+    };
+    let kind = match kind.as_str() {
+        Some(text) if BUDGET_KINDS.contains(&text) => text,
+        Some(text) => {
+            let hint = suggest(text, BUDGET_KINDS.iter().copied())
+                .map(|s| format!("; did you mean \"{s}\"?"))
+                .unwrap_or_default();
+            errors.push(ctx.at(kind.offset(), format!("{path}.kind = \"{text}\" must be {kinds}{hint}")));
+            return None;
+        }
         None => {
-            errors.push(ctx.at(
-                name.offset,
-                format!("{path} needs `kind = \"token_bucket\"`, `kind = \"unlimited\"` or `kind = \"custom\"`"),
-            ));
-            None
+            errors.push(type_error(ctx, kind, &join(&path, "kind"), &kinds));
+            return None;
         }
-        Some((_, Some(kind @ ("custom" | "unlimited")))) => {
-            let (decl, why) = if kind == "custom" {
-                (BudgetDecl::Custom, "is configured in code")
+    };
+    let mut t = BudgetTable { ctx, path: &path, name: name.offset, fields: &fields, kind, found: Vec::new() };
+    let decl = match kind {
+        "unlimited" => {
+            t.only(&[], "takes no settings");
+            Some(BudgetDecl::Unlimited)
+        }
+        "custom" => {
+            t.only(&[], "is configured in code");
+            Some(BudgetDecl::Custom)
+        }
+        "token_bucket" => {
+            t.takes(&["capacity", "refill_per_sec"]);
+            let capacity = t.required("a token bucket", "capacity", |c, v, p| integer(c, v, p, 0, u32::MAX));
+            let refill_per_sec = t.optional("refill_per_sec", |c, v, p| float(c, v, p, 0.0, f64::MAX));
+            capacity.map(|capacity| BudgetDecl::TokenBucket { capacity, refill_per_sec: refill_per_sec.unwrap_or(0.0) })
+        }
+        "percentage" => {
+            t.takes(&["ratio", "min_per_sec", "ttl"]);
+            let ratio = t.optional("ratio", |c, v, p| float(c, v, p, 0.0, d::MAX_RATIO));
+            let min_per_sec = t.optional("min_per_sec", |c, v, p| integer(c, v, p, 0, u32::MAX));
+            let (min, max) = d::PERCENTAGE_TTL_RANGE;
+            let ttl = t.optional("ttl", |c, v, p| duration(c, v, p, min, Some(max)));
+            Some(BudgetDecl::Percentage {
+                ratio: ratio.unwrap_or(d::PERCENTAGE_RATIO),
+                min_per_sec: min_per_sec.unwrap_or(d::PERCENTAGE_MIN_PER_SEC),
+                ttl: ttl.unwrap_or(d::PERCENTAGE_TTL),
+            })
+        }
+        "retry_throttling" => {
+            t.takes(&["max_tokens", "token_ratio"]);
+            let what = "retry throttling";
+            let max_tokens = t.required(what, "max_tokens", |c, v, p| integer(c, v, p, 1, d::MAX_TOKENS));
+            let token_ratio = t.required(what, "token_ratio", |c, v, p| above_zero(c, v, p, d::MAX_TOKEN_RATIO));
+            max_tokens
+                .zip(token_ratio)
+                .map(|(max_tokens, token_ratio)| BudgetDecl::RetryThrottling { max_tokens, token_ratio })
+        }
+        "retry_quota" => {
+            t.takes(&["capacity", "retry_cost", "timeout_cost", "success_increment"]);
+            let mut units =
+                |field, default| t.optional(field, |c, v, p| integer(c, v, p, 0, u32::MAX)).unwrap_or(default);
+            Some(BudgetDecl::RetryQuota {
+                capacity: units("capacity", d::QUOTA_CAPACITY),
+                retry_cost: units("retry_cost", d::QUOTA_RETRY_COST),
+                timeout_cost: units("timeout_cost", d::QUOTA_TIMEOUT_COST),
+                success_increment: units("success_increment", d::QUOTA_SUCCESS_INCREMENT),
+            })
+        }
+        "adaptive_throttling" => {
+            t.takes(&["k", "window"]);
+            let k = t.optional("k", |c, v, p| float(c, v, p, 1.0, f64::MAX));
+            let window = t.optional("window", |c, v, p| duration(c, v, p, d::MIN_ADAPTIVE_WINDOW, None));
+            Some(BudgetDecl::AdaptiveThrottling {
+                k: k.unwrap_or(d::ADAPTIVE_K),
+                window: window.unwrap_or(d::ADAPTIVE_WINDOW),
+            })
+        }
+        "concurrency" => {
+            t.takes(&["ratio", "min_concurrency"]);
+            let ratio = t.optional("ratio", |c, v, p| float(c, v, p, 0.0, d::MAX_RATIO));
+            let min_concurrency = t.optional("min_concurrency", |c, v, p| integer(c, v, p, 0, u32::MAX));
+            Some(BudgetDecl::Concurrency {
+                ratio: ratio.unwrap_or(d::CONCURRENCY_RATIO),
+                min_concurrency: min_concurrency.unwrap_or(d::CONCURRENCY_MIN),
+            })
+        }
+        _ => redis_bucket(&mut t, name.name.trim()),
+    };
+    t.finish(errors);
+    decl
+}
+
+/// A `redis_token_bucket` table's settings.
+#[cfg(feature = "toml")]
+fn redis_bucket<V: Node>(t: &mut BudgetTable<'_, '_, V>, name: &str) -> Option<crate::spec::BudgetDecl> {
+    use crate::spec::{BudgetDecl, RedisUnavailable};
+    use budget_defaults as d;
+
+    t.takes(&[
+        "url_env",
+        "key",
+        "capacity",
+        "refill_per_sec",
+        "lease",
+        "lease_ttl",
+        "timeout",
+        "on_unavailable",
+        "fallback_capacity",
+        "fallback_refill_per_sec",
+    ]);
+    let what = "a Redis token bucket";
+    if t.get("url_env").is_none() {
+        let message = format!(
+            "{} ({what}) needs `url_env`: the name of the environment variable that holds the Redis URL (e.g. url_env = \"REDIS_URL\")",
+            t.path
+        );
+        t.found.push((t.name, t.ctx.at(t.name, message)));
+    }
+    let url_env = t.optional("url_env", env_name);
+    let key = t.optional("key", string).unwrap_or_else(|| format!("{}{name}", d::REDIS_KEY_PREFIX));
+    let capacity = t.required(what, "capacity", |c, v, p| integer(c, v, p, 0, u32::MAX));
+    let refill_per_sec = t.required(what, "refill_per_sec", |c, v, p| float(c, v, p, 0.0, f64::MAX));
+    let lease = t.optional("lease", |c, v, p| integer(c, v, p, 1, u32::MAX));
+    let min = d::MIN_REDIS_DURATION;
+    let lease_ttl = t.optional("lease_ttl", |c, v, p| duration(c, v, p, min, None));
+    let timeout = t.optional("timeout", |c, v, p| duration(c, v, p, min, None));
+    let on_unavailable = t.optional("on_unavailable", unavailable).unwrap_or(RedisUnavailable::Fallback);
+    let fallback_capacity = t.optional("fallback_capacity", |c, v, p| integer(c, v, p, 0, u32::MAX));
+    let fallback_refill = t.optional("fallback_refill_per_sec", |c, v, p| float(c, v, p, 0.0, f64::MAX));
+    if on_unavailable != RedisUnavailable::Fallback {
+        for field in ["fallback_capacity", "fallback_refill_per_sec"] {
+            if let Some(value) = t.get(field) {
+                let message = format!(
+                    "{} applies only with on_unavailable = \"fallback\", and this bucket's is \"{}\"",
+                    join(t.path, field),
+                    on_unavailable.as_str()
+                );
+                t.found.push((value.offset(), t.ctx.at(value.offset(), message)));
+            }
+        }
+    }
+    let (capacity, refill_per_sec) = (capacity?, refill_per_sec?);
+    Some(BudgetDecl::RedisTokenBucket {
+        url_env: url_env?,
+        key,
+        capacity,
+        refill_per_sec,
+        lease: lease.unwrap_or(d::REDIS_LEASE),
+        lease_ttl: lease_ttl.unwrap_or(d::REDIS_LEASE_TTL),
+        timeout: timeout.unwrap_or(d::REDIS_TIMEOUT),
+        on_unavailable,
+        fallback_capacity: fallback_capacity.unwrap_or(capacity),
+        fallback_refill_per_sec: fallback_refill.unwrap_or(refill_per_sec),
+    })
+}
+
+/// One `[budgets.<name>]` table being read: its settings, and the problems
+/// found so far, reported in document order.
+#[cfg(feature = "toml")]
+struct BudgetTable<'t, 'c, V> {
+    ctx: &'t Ctx<'c>,
+    path: &'t str,
+    /// Where the table's name is: a missing setting is reported there.
+    name: Option<usize>,
+    fields: &'t [(Field<'t>, &'t V)],
+    kind: &'t str,
+    found: Vec<(Option<usize>, String)>,
+}
+
+#[cfg(feature = "toml")]
+impl<V: Node> BudgetTable<'_, '_, V> {
+    /// Reports every setting but `kind` as unknown, saying why.
+    fn only(&mut self, known: &[&str], why: &str) {
+        let table = format!("{} (kind \"{}\" {why})", self.path, self.kind);
+        let known: Vec<&str> = ["kind"].into_iter().chain(known.iter().copied()).collect();
+        for (key, _) in self.fields.iter().filter(|(k, _)| !known.contains(&k.name)) {
+            let message = if self.kind == "redis_token_bucket" && key.name == "url" {
+                self.ctx.at(
+                    key.offset,
+                    format!(
+                        "{}: the Redis URL is not written in the catalog; put it in an environment variable and name the variable with `url_env` (e.g. url_env = \"REDIS_URL\")",
+                        join(self.path, key.name)
+                    ),
+                )
             } else {
-                (BudgetDecl::Unlimited, "takes no settings")
+                unknown_field(self.ctx, key, &table, &known)
             };
-            for (key, _) in fields.iter().filter(|(k, _)| k.name != "kind") {
-                errors.push(unknown_field(ctx, key, &format!("{path} (kind \"{kind}\" {why})"), &["kind"]));
-            }
-            Some(decl)
+            self.found.push((key.offset, message));
         }
-        Some((_, Some("token_bucket"))) => {
-            let (mut capacity, mut refill_per_sec) = (None, 0.0);
-            for (key, value) in &fields {
-                let field = join(&path, key.name);
-                let result = match key.name {
-                    "kind" => Ok(()),
-                    "capacity" => integer(ctx, *value, &field, 0, u32::MAX).map(|v| capacity = Some(v)),
-                    "refill_per_sec" => float(ctx, *value, &field, 0.0, f64::MAX).map(|v| refill_per_sec = v),
-                    _ => Err(unknown_field(ctx, key, &path, &["kind", "capacity", "refill_per_sec"])),
-                };
-                if let Err(e) = result {
-                    errors.push(e);
-                }
+    }
+
+    /// Reports every setting outside `known` (and `kind`), naming those the
+    /// kind takes.
+    fn takes(&mut self, known: &[&str]) {
+        let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        self.only(known, &format!("takes {}", names.join(", ")));
+    }
+
+    fn get(&self, field: &str) -> Option<&V> {
+        self.fields.iter().find(|(k, _)| k.name == field).map(|(_, v)| *v)
+    }
+
+    /// The setting read by `read`; `None` when it is absent or invalid
+    /// (then the reason is recorded).
+    fn optional<T>(&mut self, field: &str, read: impl FnOnce(&Ctx<'_>, &V, &str) -> Result<T, String>) -> Option<T> {
+        let value = self.get(field)?;
+        match read(self.ctx, value, &join(self.path, field)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.found.push((value.offset(), e));
+                None
             }
-            if !fields.iter().any(|(k, _)| k.name == "capacity") {
-                errors.push(ctx.at(name.offset, format!("{path} (a token bucket) needs `capacity`")));
-            }
-            capacity.map(|capacity| BudgetDecl::TokenBucket { capacity, refill_per_sec })
         }
-        Some((kind, _)) => {
-            errors.push(
-                ctx.at(kind.offset(), format!("{path}.kind must be \"token_bucket\", \"unlimited\" or \"custom\"")),
-            );
-            None
+    }
+
+    /// As [`optional`](Self::optional), and an absent setting is a problem
+    /// too: `what` (the kind, in words) needs it.
+    fn required<T>(
+        &mut self,
+        what: &str,
+        field: &str,
+        read: impl FnOnce(&Ctx<'_>, &V, &str) -> Result<T, String>,
+    ) -> Option<T> {
+        if self.get(field).is_none() {
+            let message = format!("{} ({what}) needs `{field}`", self.path);
+            self.found.push((self.name, self.ctx.at(self.name, message)));
+            return None;
+        }
+        self.optional(field, read)
+    }
+
+    /// Hands the problems over, in the order their lines come.
+    fn finish(self, errors: &mut Vec<String>) {
+        let mut found = self.found;
+        found.sort_by_key(|(offset, _)| *offset);
+        errors.extend(found.into_iter().map(|(_, e)| e));
+    }
+}
+
+/// `"a", "b" or "c"`.
+#[cfg(feature = "toml")]
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+/// The name of an environment variable: letters, digits and `_`, not
+/// starting with a digit. A URL here is refused without repeating it (it
+/// may hold a password).
+#[cfg(feature = "toml")]
+fn env_name<V: Node>(ctx: &Ctx<'_>, value: &V, path: &str) -> Result<String, String> {
+    let name = string(ctx, value, path)?;
+    if name.contains("://") || name.contains('@') {
+        return Err(ctx.at(
+            value.offset(),
+            format!(
+                "{path} holds a URL, but it names the environment variable that holds the URL (e.g. url_env = \"REDIS_URL\"), so no address or password is written in the catalog"
+            ),
+        ));
+    }
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(ctx.at(
+            value.offset(),
+            format!(
+                "{path} = \"{name}\" is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+/// `on_unavailable`: `"deny"`, `"allow"` or `"fallback"`.
+#[cfg(feature = "toml")]
+fn unavailable<V: Node>(ctx: &Ctx<'_>, value: &V, path: &str) -> Result<crate::spec::RedisUnavailable, String> {
+    use crate::spec::RedisUnavailable;
+    const MODES: [&str; 3] = ["deny", "allow", "fallback"];
+    match string(ctx, value, path)?.as_str() {
+        "deny" => Ok(RedisUnavailable::Deny),
+        "allow" => Ok(RedisUnavailable::Allow),
+        "fallback" => Ok(RedisUnavailable::Fallback),
+        other => {
+            let hint = suggest(other, MODES).map(|s| format!("; did you mean \"{s}\"?")).unwrap_or_default();
+            Err(ctx.at(value.offset(), format!("{path} = \"{other}\" must be {}{hint}", one_of(&MODES))))
         }
     }
 }
@@ -415,6 +708,19 @@ fn float<V: Node>(ctx: &Ctx<'_>, value: &V, path: &str, min: f64, max: f64) -> R
     if !v.is_finite() || (ctx.strict() && (v < min || v > max)) {
         let range = if max >= f64::MAX { format!("at least {min}") } else { format!("in {min:?}..={max:?}") };
         return Err(ctx.at(value.offset(), format!("{path} = {v} must be {range}")));
+    }
+    Ok(v)
+}
+
+/// A number above 0 and at most `max` (in the catalog; in the Go dialect
+/// any finite number, normalization clamps it).
+fn above_zero<V: Node>(ctx: &Ctx<'_>, value: &V, path: &str, max: f64) -> Result<f64, String> {
+    let v = value.as_number().ok_or_else(|| type_error(ctx, value, path, "a number"))?;
+    if v.is_nan() {
+        return Err(ctx.at(value.offset(), format!("{path} is not a number (NaN)")));
+    }
+    if !v.is_finite() || (ctx.strict() && (v <= 0.0 || v > max)) {
+        return Err(ctx.at(value.offset(), format!("{path} = {v} must be above 0 and at most {max}")));
     }
     Ok(v)
 }

@@ -240,9 +240,23 @@ fn set<T>(slot: &mut T, value: Option<T>) {
     }
 }
 
-/// A `[budgets.<name>]` declaration.
+/// A `[budgets.<name>]` declaration: a budget the catalog describes, which
+/// the executor creates on first use unless one is registered in code
+/// under that name.
+///
+/// Like [`PolicySpec`], generic over its text: `String` when decoded at
+/// run time, `&'static str` when embedded by the macros. Every value is
+/// checked by the reader and every default filled in, so the fields are
+/// exactly what the budget is built with.
+///
+/// ```
+/// use recourse::policy::spec::BudgetDecl;
+///
+/// let decl = BudgetDecl::<String>::RetryThrottling { max_tokens: 10, token_ratio: 0.1 };
+/// assert_eq!(decl.kind(), "retry_throttling");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum BudgetDecl {
+pub enum BudgetDecl<S = String> {
     /// `kind = "unlimited"`: every attempt allowed.
     Unlimited,
     /// `kind = "token_bucket"`.
@@ -252,6 +266,126 @@ pub enum BudgetDecl {
         /// Tokens added per second.
         refill_per_sec: f64,
     },
+    /// `kind = "percentage"`: retries as a share of recent requests, plus a
+    /// floor (`recourse::budget::PercentageBudget`).
+    Percentage {
+        /// Retries allowed per request (0 to 1000; default 0.2).
+        ratio: f64,
+        /// Retries allowed per second whatever the traffic (default 10).
+        min_per_sec: u32,
+        /// How long a request counts (1 s to 60 s; default 10 s).
+        ttl: Duration,
+    },
+    /// `kind = "retry_throttling"`: gRPC's retry throttling
+    /// (`recourse::budget::RetryThrottling`).
+    RetryThrottling {
+        /// Tokens at the start and at most (1 to 1000).
+        max_tokens: u32,
+        /// Tokens a success gives back (above 0, at most 1000).
+        token_ratio: f64,
+    },
+    /// `kind = "retry_quota"`: the AWS SDKs' retry quota
+    /// (`recourse::budget::RetryQuota`).
+    RetryQuota {
+        /// Units in the pool when full (default 500).
+        capacity: u32,
+        /// Units a retry takes (default 5).
+        retry_cost: u32,
+        /// Units a retry after a timeout takes (default 10).
+        timeout_cost: u32,
+        /// Units a first-attempt success gives back (default 1).
+        success_increment: u32,
+    },
+    /// `kind = "adaptive_throttling"`: client-side adaptive throttling
+    /// (`recourse::budget::AdaptiveThrottling`).
+    AdaptiveThrottling {
+        /// Requests sent per accepted request before shedding starts (at
+        /// least 1; default 2).
+        k: f64,
+        /// How long a request counts (at least 1 s; default 2 min).
+        window: Duration,
+    },
+    /// `kind = "concurrency"`: retries in flight as a share of attempts in
+    /// flight (`recourse::budget::ConcurrencyBudget`).
+    Concurrency {
+        /// Retries in flight per attempt in flight (0 to 1000; default 0.2).
+        ratio: f64,
+        /// Retries in flight allowed whatever the load (default 3).
+        min_concurrency: u32,
+    },
+    /// `kind = "redis_token_bucket"`: a token bucket shared by every
+    /// process through Redis (`recourse::budget::RedisTokenBucket`, cargo
+    /// feature `redis`).
+    RedisTokenBucket {
+        /// The environment variable that holds the Redis URL (the URL,
+        /// which may carry a password, stays out of the catalog).
+        url_env: S,
+        /// The Redis key of the bucket (default `recourse:budget:<name>`).
+        key: S,
+        /// Tokens the bucket holds when full.
+        capacity: u32,
+        /// Tokens added per second.
+        refill_per_sec: f64,
+        /// Tokens a process takes per round trip (at least 1; default 10).
+        lease: u32,
+        /// How long a process may hold leased tokens (default 1 s).
+        lease_ttl: Duration,
+        /// How long a round trip may take before Redis counts as
+        /// unavailable (default 100 ms).
+        timeout: Duration,
+        /// What decides while Redis is unavailable (default fallback).
+        on_unavailable: RedisUnavailable,
+        /// The local fallback bucket's capacity (default `capacity`).
+        fallback_capacity: u32,
+        /// The local fallback bucket's refill (default `refill_per_sec`).
+        fallback_refill_per_sec: f64,
+    },
     /// `kind = "custom"`: registered in code under this name.
     Custom,
+}
+
+impl<S> BudgetDecl<S> {
+    /// The `kind` the catalog writes for it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Unlimited => "unlimited",
+            Self::TokenBucket { .. } => "token_bucket",
+            Self::Percentage { .. } => "percentage",
+            Self::RetryThrottling { .. } => "retry_throttling",
+            Self::RetryQuota { .. } => "retry_quota",
+            Self::AdaptiveThrottling { .. } => "adaptive_throttling",
+            Self::Concurrency { .. } => "concurrency",
+            Self::RedisTokenBucket { .. } => "redis_token_bucket",
+            Self::Custom => "custom",
+        }
+    }
+}
+
+/// What a `redis_token_bucket` does while Redis is unreachable or slower
+/// than its `timeout` (`on_unavailable`).
+///
+/// ```
+/// use recourse::policy::spec::RedisUnavailable;
+///
+/// assert_eq!(RedisUnavailable::Fallback.as_str(), "fallback");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RedisUnavailable {
+    /// `"deny"`: every attempt the bucket gates is refused.
+    Deny,
+    /// `"allow"`: every attempt the bucket gates is admitted.
+    Allow,
+    /// `"fallback"`: a local token bucket decides until Redis answers.
+    Fallback,
+}
+
+impl RedisUnavailable {
+    /// The value the catalog writes for it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Deny => "deny",
+            Self::Allow => "allow",
+            Self::Fallback => "fallback",
+        }
+    }
 }

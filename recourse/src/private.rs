@@ -14,7 +14,7 @@ pub use crate::executor::catalog::{Catalog, CatalogEntry};
 pub use crate::executor::drive::{Checked, ErrorOps, Sequential};
 pub use crate::executor::site::{CallSite, CheckedKey};
 pub use crate::executor::{Executor, global};
-pub use crate::policy::spec::{BudgetDecl, BudgetRefSpec, CircuitSpec, HedgeSpec, PolicySpec};
+pub use crate::policy::spec::{BudgetDecl, BudgetRefSpec, CircuitSpec, HedgeSpec, PolicySpec, RedisUnavailable};
 pub use crate::policy::{Jitter, PolicyKey};
 #[cfg(feature = "macros")]
 pub use recourse_macros::__builtin_names;

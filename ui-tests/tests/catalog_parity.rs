@@ -2,8 +2,8 @@
 //! `recourse::catalog!()` (the macro decodes it and embeds constant data)
 //! and decoded at run time by `recourse::policy::catalog::decode` (what
 //! the file provider does). The two must give the same normalized
-//! policies, and a catalog with problems must fail both ways with the same
-//! messages.
+//! policies and the same budget declarations, and a catalog with problems
+//! must fail both ways with the same messages.
 #![allow(missing_docs)]
 
 use std::fmt::Write as _;
@@ -34,11 +34,16 @@ fn as_strs(names: &[String]) -> Vec<&str> {
     names.iter().map(String::as_str).collect()
 }
 
-/// The run-time reading, in the form the generated program prints.
+/// The run-time reading, in the form the generated program prints: every
+/// policy, then every budget declaration (by name, as `catalog!()` lists
+/// them).
 fn runtime(doc: &CatalogDoc) -> String {
     let mut out = String::new();
     for policy in doc.policies(PolicySource::Catalog) {
         writeln!(out, "{policy:?}").unwrap();
+    }
+    for (name, decl) in &doc.budgets {
+        writeln!(out, "budget {name:?} {decl:?}").unwrap();
     }
     out
 }
@@ -108,6 +113,19 @@ fn every_catalog_gives_the_same_policies_at_compile_time_and_at_run_time() {
         }
     }
     assert!(!members.is_empty() && !invalid.is_empty(), "valid and invalid catalogs are both covered");
+    for kind in [
+        "TokenBucket {",
+        "Percentage {",
+        "RetryThrottling {",
+        "RetryQuota {",
+        "AdaptiveThrottling {",
+        "Concurrency {",
+        "RedisTokenBucket {",
+        "Unlimited",
+        "Custom",
+    ] {
+        assert!(expected.contains(kind), "no valid catalog declares a budget `{kind}`: parity would not cover it");
+    }
 
     let (mut dependencies, mut body) = (String::new(), String::new());
     for (name, path) in &members {
@@ -115,6 +133,11 @@ fn every_catalog_gives_the_same_policies_at_compile_time_and_at_run_time() {
         let shown = path.display().to_string();
         writeln!(body, "    println!(\"== {{}}\", {shown:?});").unwrap();
         writeln!(body, "    for policy in {name}::catalog().policies() {{ println!(\"{{policy:?}}\"); }}").unwrap();
+        writeln!(
+            body,
+            "    for (name, decl) in {name}::catalog().budgets() {{ println!(\"budget {{name:?}} {{decl:?}}\"); }}"
+        )
+        .unwrap();
     }
     let workspace_members = (0..found.len()).fold(String::new(), |mut out, index| {
         write!(out, "\"members/catalog{index}\", ").unwrap();

@@ -20,3 +20,11 @@ fn recourse_attribute() {
     t.compile_fail("tests/ui/no-catalog/*.rs");
     t.pass("tests/ui/recourse/pass/*.rs");
 }
+
+#[test]
+fn catalog_budgets() {
+    let t = trybuild::TestCases::new();
+    // Each case is a crate root of its own, with its own `recourse.toml`.
+    t.compile_fail("tests/ui/budgets/fail/*/*.rs");
+    t.pass("tests/ui/budgets/pass/*/*.rs");
+}

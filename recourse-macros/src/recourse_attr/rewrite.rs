@@ -265,15 +265,12 @@ pub(crate) fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &C
     let mut names: Vec<&str> = spec.budget_names().map(String::as_str).collect();
     names.dedup();
     let decls = names.into_iter().filter_map(|name| {
-        let decl = match catalog.budgets.get(name)? {
-            // Registered in code: the executor's registry answers for it.
-            BudgetDecl::Custom => return None,
-            BudgetDecl::Unlimited => quote!(#private::BudgetDecl::Unlimited),
-            BudgetDecl::TokenBucket { capacity, refill_per_sec } => {
-                let refill = proc_macro2::Literal::f64_suffixed(*refill_per_sec);
-                quote!(#private::BudgetDecl::TokenBucket { capacity: #capacity, refill_per_sec: #refill })
-            }
-        };
+        let decl = catalog.budgets.get(name)?;
+        // Registered in code: the executor's registry answers for it.
+        if matches!(decl, BudgetDecl::Custom) {
+            return None;
+        }
+        let decl = budget_decl(private, decl);
         Some(quote!((#name, #decl)))
     });
     quote! {
@@ -293,6 +290,69 @@ pub(crate) fn catalog_spec(private: &TokenStream, spec: &PolicySpec, catalog: &C
                 hedge: #hedge,
                 circuit: #circuit,
             },
+        }
+    }
+}
+
+/// A `[budgets.<name>]` declaration as constant data, every field written
+/// out (a field added to a kind fails to compile here until it is
+/// emitted).
+pub(crate) fn budget_decl(private: &TokenStream, decl: &BudgetDecl) -> TokenStream {
+    let float = |v: &f64| proc_macro2::Literal::f64_suffixed(*v);
+    let duration = |d: &std::time::Duration| {
+        let nanos = recourse_policy::duration::nanos(*d);
+        quote!(#private::Duration::from_nanos(#nanos))
+    };
+    match decl {
+        BudgetDecl::Unlimited => quote!(#private::BudgetDecl::Unlimited),
+        BudgetDecl::Custom => quote!(#private::BudgetDecl::Custom),
+        BudgetDecl::TokenBucket { capacity, refill_per_sec } => {
+            let refill = float(refill_per_sec);
+            quote!(#private::BudgetDecl::TokenBucket { capacity: #capacity, refill_per_sec: #refill })
+        }
+        BudgetDecl::Percentage { ratio, min_per_sec, ttl } => {
+            let (ratio, ttl) = (float(ratio), duration(ttl));
+            quote!(#private::BudgetDecl::Percentage { ratio: #ratio, min_per_sec: #min_per_sec, ttl: #ttl })
+        }
+        BudgetDecl::RetryThrottling { max_tokens, token_ratio } => {
+            let token_ratio = float(token_ratio);
+            quote!(#private::BudgetDecl::RetryThrottling { max_tokens: #max_tokens, token_ratio: #token_ratio })
+        }
+        BudgetDecl::RetryQuota { capacity, retry_cost, timeout_cost, success_increment } => quote!(
+            #private::BudgetDecl::RetryQuota {
+                capacity: #capacity, retry_cost: #retry_cost, timeout_cost: #timeout_cost,
+                success_increment: #success_increment,
+            }
+        ),
+        BudgetDecl::AdaptiveThrottling { k, window } => {
+            let (k, window) = (float(k), duration(window));
+            quote!(#private::BudgetDecl::AdaptiveThrottling { k: #k, window: #window })
+        }
+        BudgetDecl::Concurrency { ratio, min_concurrency } => {
+            let ratio = float(ratio);
+            quote!(#private::BudgetDecl::Concurrency { ratio: #ratio, min_concurrency: #min_concurrency })
+        }
+        BudgetDecl::RedisTokenBucket {
+            url_env,
+            key,
+            capacity,
+            refill_per_sec,
+            lease,
+            lease_ttl,
+            timeout,
+            on_unavailable,
+            fallback_capacity,
+            fallback_refill_per_sec,
+        } => {
+            let (refill, lease_ttl, timeout) = (float(refill_per_sec), duration(lease_ttl), duration(timeout));
+            let on_unavailable = syn::Ident::new(&format!("{on_unavailable:?}"), Span::call_site());
+            let fallback_refill = float(fallback_refill_per_sec);
+            quote!(#private::BudgetDecl::RedisTokenBucket {
+                url_env: #url_env, key: #key, capacity: #capacity, refill_per_sec: #refill,
+                lease: #lease, lease_ttl: #lease_ttl, timeout: #timeout,
+                on_unavailable: #private::RedisUnavailable::#on_unavailable,
+                fallback_capacity: #fallback_capacity, fallback_refill_per_sec: #fallback_refill,
+            })
         }
     }
 }

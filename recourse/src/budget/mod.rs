@@ -20,16 +20,32 @@
 //! # let _ = executor;
 //! ```
 
+mod adaptive;
+mod concurrency;
+mod percentage;
+mod quota;
+#[cfg(feature = "redis")]
+mod redis;
 mod registry;
+mod throttling;
 mod token_bucket;
+mod window;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::classify::OutcomeKind;
 use crate::policy::{BudgetRef, PolicyKey};
 
+pub use adaptive::AdaptiveThrottling;
+pub use concurrency::ConcurrencyBudget;
+pub use percentage::PercentageBudget;
+pub use quota::RetryQuota;
+#[cfg(feature = "redis")]
+pub use redis::{OnUnavailable, RedisBudgetError, RedisStatus, RedisTokenBucket, RedisTokenBucketBuilder};
 pub use registry::Registry;
+pub use throttling::RetryThrottling;
 pub use token_bucket::TokenBucket;
 
 /// Which kind of attempt a budget is asked about.
@@ -70,6 +86,15 @@ pub mod reason {
     pub const BUDGET_DENIED: &str = "budget_denied";
     /// The budget panicked and panic recovery turned it into a denial.
     pub const PANIC_IN_BUDGET: &str = "panic_in_budget";
+    /// A shared budget's store (Redis) is unreachable or too slow, and the
+    /// budget's own failure mode decided (deny or allow).
+    pub const BUDGET_UNAVAILABLE: &str = "budget_unavailable";
+    /// A shared budget's store is unreachable or too slow, and its local
+    /// fallback bucket decided.
+    pub const BUDGET_FALLBACK: &str = "budget_fallback";
+    /// A throttling budget (adaptive throttling, retry throttling) refused
+    /// the attempt to protect a dependency that is failing.
+    pub const BUDGET_THROTTLED: &str = "budget_throttled";
 }
 
 /// A gate on attempts.
@@ -77,15 +102,162 @@ pub mod reason {
 /// Implementations must be fast and thread-safe: the executor asks before
 /// every attempt. Key, attempt index and kind are for budgets that care
 /// (most, like [`TokenBucket`], are shared by every key that names them).
-pub trait Budget: Send + Sync + 'static {
+/// A budget that learns from results hands out a [`Release`] that hears how
+/// each attempt it allowed ended ([`AttemptEnd`]), and one that prices a
+/// retry by what it retries overrides
+/// [`allow_attempt_after`](Self::allow_attempt_after).
+pub trait Budget: std::any::Any + Send + Sync + 'static {
     /// Whether the attempt may run.
     fn allow_attempt(&self, key: &PolicyKey, attempt: u32, kind: AttemptKind, budget: &BudgetRef) -> Decision;
+
+    /// Whether the attempt may run, knowing how the call's previous attempt
+    /// ended (`None` for a call's first attempt and for hedges). This is
+    /// what the executor asks; the default asks
+    /// [`allow_attempt`](Self::allow_attempt).
+    ///
+    /// ```
+    /// use recourse::budget::{AttemptEnd, AttemptKind, Budget, Decision};
+    /// use recourse::policy::{BudgetRef, PolicyKey};
+    ///
+    /// /// Retries nothing after a timeout.
+    /// struct NoRetryAfterTimeout;
+    ///
+    /// impl Budget for NoRetryAfterTimeout {
+    ///     fn allow_attempt(&self, _: &PolicyKey, _: u32, _: AttemptKind, _: &BudgetRef) -> Decision {
+    ///         Decision::allow()
+    ///     }
+    ///
+    ///     fn allow_attempt_after(
+    ///         &self,
+    ///         key: &PolicyKey,
+    ///         attempt: u32,
+    ///         kind: AttemptKind,
+    ///         budget: &BudgetRef,
+    ///         previous: Option<AttemptEnd>,
+    ///     ) -> Decision {
+    ///         match previous {
+    ///             Some(AttemptEnd::TimedOut) => Decision::deny(),
+    ///             _ => self.allow_attempt(key, attempt, kind, budget),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    #[inline]
+    fn allow_attempt_after(
+        &self,
+        key: &PolicyKey,
+        attempt: u32,
+        kind: AttemptKind,
+        budget: &BudgetRef,
+        previous: Option<AttemptEnd>,
+    ) -> Decision {
+        let _ = previous;
+        self.allow_attempt(key, attempt, kind, budget)
+    }
 }
 
-impl<B: Budget + ?Sized> Budget for std::sync::Arc<B> {
+impl<B: Budget + ?Sized> Budget for Arc<B> {
     fn allow_attempt(&self, key: &PolicyKey, attempt: u32, kind: AttemptKind, budget: &BudgetRef) -> Decision {
         (**self).allow_attempt(key, attempt, kind, budget)
     }
+
+    fn allow_attempt_after(
+        &self,
+        key: &PolicyKey,
+        attempt: u32,
+        kind: AttemptKind,
+        budget: &BudgetRef,
+        previous: Option<AttemptEnd>,
+    ) -> Decision {
+        (**self).allow_attempt_after(key, attempt, kind, budget, previous)
+    }
+}
+
+/// How an attempt a budget allowed ended, as its [`Release`] hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttemptEnd {
+    /// The operation succeeded.
+    Succeeded,
+    /// The operation failed and its classifier said how
+    /// ([`Retryable`](OutcomeKind::Retryable),
+    /// [`NonRetryable`](OutcomeKind::NonRetryable),
+    /// [`Abort`](OutcomeKind::Abort)).
+    Failed(OutcomeKind),
+    /// The attempt's own timeout (`timeout_per_attempt`) cut it.
+    TimedOut,
+    /// It did not finish: the call was dropped, another attempt of its
+    /// hedge group won, the call's overall deadline cut it, it panicked, or
+    /// it was planned and never ran.
+    Cancelled,
+}
+
+impl AttemptEnd {
+    /// Whether the dependency did its job: a success, or a failure it
+    /// decided (non-retryable). A retryable failure or a timeout is the
+    /// dependency struggling; a cancelled attempt says nothing.
+    pub const fn accepted(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed(OutcomeKind::NonRetryable))
+    }
+
+    /// A finished attempt's end from its classification (an `Unknown`
+    /// outcome is handled as an abort, as the executor does).
+    #[inline]
+    pub(crate) const fn of(kind: OutcomeKind) -> Self {
+        match kind {
+            OutcomeKind::Success => Self::Succeeded,
+            OutcomeKind::Unknown => Self::Failed(OutcomeKind::Abort),
+            kind => Self::Failed(kind),
+        }
+    }
+
+    /// Whether the dependency struggled: a retryable failure or a timeout.
+    pub const fn struggled(self) -> bool {
+        matches!(self, Self::TimedOut | Self::Failed(OutcomeKind::Retryable))
+    }
+}
+
+/// A budget's shared state that hears how the attempts it allowed ended,
+/// through [`Release::shared`]: one `Arc` for every grant, so a budget
+/// that learns from results allocates nothing per attempt.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// use recourse::budget::{AttemptEnd, AttemptKind, Budget, Decision, Settle};
+/// use recourse::policy::{BudgetRef, PolicyKey};
+///
+/// /// Counts the successes of the attempts it allows.
+/// #[derive(Default)]
+/// struct Successes(AtomicU64);
+///
+/// impl Settle for Successes {
+///     fn settle(&self, _grant: u64, end: AttemptEnd) {
+///         if end == AttemptEnd::Succeeded {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// struct Counting(Arc<Successes>);
+///
+/// impl Budget for Counting {
+///     fn allow_attempt(&self, _: &PolicyKey, _: u32, _: AttemptKind, _: &BudgetRef) -> Decision {
+///         Decision::allow_settled(self.0.clone(), 0)
+///     }
+/// }
+///
+/// let state = Arc::new(Successes::default());
+/// let budget = Counting(state.clone());
+/// let mut release = budget.allow_attempt(&"svc.Op".into(), 0, AttemptKind::Retry, &BudgetRef::named("b")).into_release();
+/// release.settle(AttemptEnd::Succeeded);
+/// assert_eq!(state.0.load(Ordering::Relaxed), 1);
+/// ```
+pub trait Settle: Send + Sync + 'static {
+    /// The attempt granted with `grant` (whatever the budget put there:
+    /// a cost, a kind) ended as `end`. Called exactly once per grant.
+    fn settle(&self, grant: u64, end: AttemptEnd);
 }
 
 /// A budget's answer, with an optional [`Release`] that runs exactly once
@@ -113,6 +285,12 @@ impl Decision {
     /// (success, error, timeout, cancellation, panic).
     pub fn allow_with_release(release: impl FnOnce() + Send + 'static) -> Self {
         Self { allowed: true, reason: Cow::Borrowed(reason::ALLOWED), release: Release::new(release) }
+    }
+
+    /// Allowed, with `settle` told how the attempt ended, exactly once
+    /// (see [`Settle`]); no allocation.
+    pub fn allow_settled(settle: Arc<dyn Settle>, grant: u64) -> Self {
+        Self { allowed: true, reason: Cow::Borrowed(reason::ALLOWED), release: Release::shared(settle, grant) }
     }
 
     /// Replaces the reason (an empty reason is filled from `allowed`).
@@ -150,14 +328,23 @@ impl Decision {
     }
 }
 
-/// Runs a budget's release callback exactly once: on [`run`](Self::run) or
-/// on drop, whichever comes first. Extra calls do nothing.
+/// What a release still has to do.
+enum Hook {
+    Done,
+    Once(Box<dyn FnOnce(AttemptEnd) + Send>),
+    Shared(Arc<dyn Settle>, u64),
+}
+
+/// Runs a budget's release exactly once: when the executor settles the
+/// attempt ([`settle`](Self::settle), with how it ended) or on drop
+/// (as [`AttemptEnd::Cancelled`]), whichever comes first. Extra calls do
+/// nothing.
 #[must_use = "dropping a release runs it at once"]
 pub struct Release {
     // Never locked: every access goes through `&mut self` (`get_mut`). It
     // is there so a `Release` is `Sync` without asking the callback to be,
     // which keeps futures holding an attempt's plan `Send`.
-    slot: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    hook: Mutex<Hook>,
     /// The executor recovers plug-in panics: a panicking callback is
     /// caught (the grant counts as released) instead of unwinding into the
     /// call, or into whoever drops it.
@@ -167,12 +354,22 @@ pub struct Release {
 impl Release {
     /// Nothing to release.
     pub const fn none() -> Self {
-        Self { slot: Mutex::new(None), recover: false }
+        Self { hook: Mutex::new(Hook::Done), recover: false }
     }
 
-    /// Wraps a callback.
+    /// Wraps a callback that does not care how the attempt ended.
     pub fn new(release: impl FnOnce() + Send + 'static) -> Self {
-        Self { slot: Mutex::new(Some(Box::new(release))), recover: false }
+        Self::with_end(move |_| release())
+    }
+
+    /// Wraps a callback told how the attempt ended.
+    pub fn with_end(release: impl FnOnce(AttemptEnd) + Send + 'static) -> Self {
+        Self { hook: Mutex::new(Hook::Once(Box::new(release))), recover: false }
+    }
+
+    /// Tells `settle` how the attempt granted with `grant` ended.
+    pub fn shared(settle: Arc<dyn Settle>, grant: u64) -> Self {
+        Self { hook: Mutex::new(Hook::Shared(settle, grant)), recover: false }
     }
 
     /// The same release, catching a panic of its callback when `recover`.
@@ -182,35 +379,46 @@ impl Release {
     }
 
     #[inline]
-    fn slot(&mut self) -> &mut Option<Box<dyn FnOnce() + Send>> {
-        self.slot.get_mut().unwrap_or_else(PoisonError::into_inner)
+    fn hook(&mut self) -> &mut Hook {
+        self.hook.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs the callback if it has not run yet.
+    /// Runs the release if it has not run yet, as a cancelled attempt's.
     #[inline]
     pub fn run(&mut self) {
+        self.settle(AttemptEnd::Cancelled);
+    }
+
+    /// Runs the release, if it has not run yet, with how the attempt ended.
+    #[inline]
+    pub fn settle(&mut self, end: AttemptEnd) {
         let recover = self.recover;
         // Read before writing: most attempts have nothing to release.
-        let slot = self.slot();
-        if slot.is_some()
-            && let Some(release) = slot.take()
-        {
-            if recover {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(release));
-            } else {
-                release();
-            }
+        let hook = self.hook();
+        if matches!(hook, Hook::Done) {
+            return;
+        }
+        let hook = std::mem::replace(hook, Hook::Done);
+        let run = move || match hook {
+            Hook::Done => {}
+            Hook::Once(release) => release(end),
+            Hook::Shared(settle, grant) => settle.settle(grant, end),
+        };
+        if recover {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
+        } else {
+            run();
         }
     }
 
     /// Whether there is a callback still to run.
     pub fn is_pending(&mut self) -> bool {
-        self.slot().is_some()
+        !matches!(self.hook(), Hook::Done)
     }
 
     #[inline]
     fn disarm(mut self) -> Self {
-        *self.slot() = None;
+        *self.hook() = Hook::Done;
         self
     }
 }

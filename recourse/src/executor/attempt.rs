@@ -15,7 +15,7 @@ use super::FailureMode;
 use super::Inner;
 use super::backoff::compute_sleep;
 use super::resolve::BudgetSlot;
-use crate::budget::{AttemptKind, Release, reason};
+use crate::budget::{AttemptEnd, AttemptKind, Release, reason};
 use crate::classify::{Classifier, ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, PanicError};
 use crate::observe::{Attempt, AttemptScope, Saved, Scopes};
@@ -67,6 +67,7 @@ impl Inner {
         kind: AttemptKind,
         budget: &BudgetRef,
         slot: &BudgetSlot,
+        previous: Option<AttemptEnd>,
     ) -> (Gate, Option<&'static str>) {
         match slot {
             BudgetSlot::Unbudgeted => (Gate::open(), None),
@@ -76,8 +77,14 @@ impl Inner {
                 let reason = Cow::Borrowed(reason::BUDGET_NOT_FOUND);
                 (Gate { allowed, reason, release: Release::none() }, Some(mode.as_str()))
             }
+            BudgetSlot::Bucket(bucket) => {
+                let allowed = bucket.try_take(u64::from(budget.cost));
+                let reason = Cow::Borrowed(if allowed { reason::ALLOWED } else { reason::BUDGET_DENIED });
+                (Gate { allowed, reason, release: Release::none() }, Some("standard"))
+            }
             BudgetSlot::Found(found) => {
-                let decision = self.recover(Component::Budget, key, || found.allow_attempt(key, index, kind, budget));
+                let decision = self
+                    .recover(Component::Budget, key, || found.allow_attempt_after(key, index, kind, budget, previous));
                 let gate = match decision {
                     Ok(decision) => {
                         let (allowed, reason, release) = decision.into_parts();
@@ -92,6 +99,51 @@ impl Inner {
                 (gate, Some("standard"))
             }
         }
+    }
+
+    /// [`gate`](Self::gate) for a call's first attempt when nobody
+    /// listens (no mode to report, and a reason only for a denial): `Err`
+    /// with the reason when denied, else the release written to `release`
+    /// if the budget gave one to run (most give none, and the call then
+    /// carries no release to settle and drop).
+    #[inline]
+    pub(crate) fn gate_first(
+        &self,
+        key: &PolicyKey,
+        budget: &BudgetRef,
+        slot: &BudgetSlot,
+        release: &mut Option<Release>,
+    ) -> Result<(), Cow<'static, str>> {
+        if let BudgetSlot::Bucket(bucket) = slot {
+            return if bucket.try_take(u64::from(budget.cost)) {
+                Ok(())
+            } else {
+                Err(Cow::Borrowed(reason::BUDGET_DENIED))
+            };
+        }
+        let BudgetSlot::Found(found) = slot else {
+            let gate = self.gate(key, 0, AttemptKind::Retry, budget, slot, None).0;
+            return if gate.allowed { Ok(()) } else { Err(gate.reason) };
+        };
+        let decision = self
+            .recover(Component::Budget, key, || found.allow_attempt_after(key, 0, AttemptKind::Retry, budget, None));
+        let Ok(decision) = decision else {
+            return Err(Cow::Borrowed(reason::PANIC_IN_BUDGET));
+        };
+        if !decision.allowed() {
+            return Err(decision.into_parts().1);
+        }
+        // An allowed attempt's reason is not reported: only the release is
+        // taken out.
+        let mut allowed = decision.into_release();
+        if allowed.is_pending() {
+            *release = Some(allowed.recovering(self.recover_panics));
+        } else {
+            // Dropping a release with nothing to run does nothing but look
+            // again; forgetting it skips that (it owns nothing).
+            std::mem::forget(allowed);
+        }
+        Ok(())
     }
 
     /// Classifies a failed attempt: the policy's named classifier, else the

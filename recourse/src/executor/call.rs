@@ -13,7 +13,7 @@ use super::backoff::next_backoff;
 use super::record::Watcher;
 use super::resolve::{BudgetSlot, PolicyNote, Res, Source};
 use super::{FailureMode, Inner};
-use crate::budget::{AttemptKind, BudgetDecisionEvent, Release, reason};
+use crate::budget::{AttemptEnd, AttemptKind, BudgetDecisionEvent, Release, reason};
 use crate::circuit::{self, Breaker};
 use crate::classify::{ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, Error, PanicError};
@@ -116,6 +116,8 @@ pub(crate) struct Call<'x, W> {
     /// Whether the call is the breaker's half-open probe.
     pub(super) probe: bool,
     pub(super) hedging: bool,
+    /// How the call's last attempt (or group) ended, for the next gate.
+    pub(super) previous: Option<AttemptEnd>,
     pub(super) watch: W,
 }
 
@@ -134,6 +136,7 @@ impl<'x, W: Watcher> Call<'x, W> {
             circuit: None,
             probe: false,
             hedging: false,
+            previous: None,
             watch,
         }
     }
@@ -252,7 +255,8 @@ impl<'x, W: Watcher> Call<'x, W> {
             AttemptKind::Hedge => (&res.policy.hedge.budget, &res.hedge_budget),
         };
         let key = self.source.key();
-        let (gate, mode) = self.inner.gate(key, self.index, kind, budget, slot);
+        let previous = if kind == AttemptKind::Retry { self.previous } else { None };
+        let (gate, mode) = self.inner.gate(key, self.index, kind, budget, slot, previous);
         if let Some(mode) = mode {
             let index = self.index;
             self.watch.budget(|| BudgetDecisionEvent {
@@ -378,7 +382,7 @@ impl<'x, W: Watcher> Call<'x, W> {
         self.planned = false;
         // Before anything is published, so a caller that sees the result
         // also sees the release.
-        self.plan.release.run();
+        self.plan.release.settle(AttemptEnd::Succeeded);
         if self.res.is_none() {
             // A lean first attempt: nothing to record or tell.
             return;
@@ -387,11 +391,14 @@ impl<'x, W: Watcher> Call<'x, W> {
         self.finish(Verdict::Success, None);
     }
 
-    /// The planned attempt failed: release, classify, record, decide.
+    /// The planned attempt failed: classify, release (telling the budget
+    /// how it ended), record, decide.
     #[inline]
     pub(super) fn failed(&mut self, attempted: Attempted<'_>) -> Next {
         self.planned = false;
-        self.plan.release.run();
+        // Settled once the outcome is known, before anything is published;
+        // dropped (as cancelled) on every other way out.
+        let mut release = std::mem::replace(&mut self.plan.release, Release::none());
         if self.res.is_none()
             && let Err(error) = self.resolve_after_lean()
         {
@@ -406,7 +413,12 @@ impl<'x, W: Watcher> Call<'x, W> {
             // costs more than the classification).
             let res = self.res.as_ref().expect("resolved");
             return match inner.classify_with(key, res.classifier.as_ref(), error, |o| (o.kind, o.backoff)) {
-                Ok((kind, backoff)) => self.decide_with(kind, backoff, error, None),
+                Ok((kind, backoff)) => {
+                    let end = AttemptEnd::of(kind);
+                    release.settle(end);
+                    self.previous = Some(end);
+                    self.decide_with(kind, backoff, error, None)
+                }
                 Err(panic) => Next::Fail(Box::new(Error::Panic(*panic))),
             };
         }
@@ -414,6 +426,7 @@ impl<'x, W: Watcher> Call<'x, W> {
         let outcome = match self.judge(&self.plan, attempted) {
             Ok(outcome) => outcome,
             Err(over) => {
+                release.run();
                 let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
                 let outcome = over.outcome();
                 record_attempt(&mut self.watch, inner, index, key, &self.plan, Some(error), || outcome.clone());
@@ -426,9 +439,15 @@ impl<'x, W: Watcher> Call<'x, W> {
                 };
             }
         };
+        let end = match attempted {
+            Attempted::Cut(_) => AttemptEnd::TimedOut,
+            Attempted::Err(_) => AttemptEnd::of(outcome.kind),
+        };
+        release.settle(end);
+        self.previous = Some(end);
         let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
         record_attempt(&mut self.watch, inner, index, key, &self.plan, Some(error), || outcome.clone());
-        self.decide(error, &outcome)
+        self.decide_with(outcome.kind, outcome.backoff, error, Some(&outcome))
     }
 
     /// A lean first attempt failed: now the call needs its resolution. If
@@ -470,10 +489,10 @@ impl<'x, W: Watcher> Call<'x, W> {
         }
     }
 
-    /// After a failed attempt (or group): end the call, or back off and go
-    /// on.
+    /// After a failed group: end the call, or back off and go on.
     #[inline]
     pub(super) fn decide(&mut self, error: &dyn ErrorView, outcome: &Outcome) -> Next {
+        self.previous = Some(AttemptEnd::of(outcome.kind));
         self.decide_with(outcome.kind, outcome.backoff, error, Some(outcome))
     }
 

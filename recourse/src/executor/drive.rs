@@ -26,7 +26,7 @@ use super::engine::Engine;
 use super::group;
 use super::resolve::{Look, SiteCache, Source};
 use crate::__private::FromRecourseError;
-use crate::budget::Release;
+use crate::budget::AttemptEnd;
 use crate::classify::{Classify, ErrorView};
 use crate::error::Error;
 use crate::observe::{Attempt, Scopes};
@@ -238,22 +238,27 @@ where
             // same way, with its budget's release (see `Engine::lean_first`).
             // Everything here is scoped to this block, so the call's future
             // keeps room for the release only while that attempt runs.
-            let mut release = Release::none();
+            let mut release = None;
             let go = match Engine::lean_first(inner, key.source(), look, &mut release) {
                 Ok(go) => go,
                 Err(reason) => return Err(O::from_recourse(Error::BudgetDenied { reason })),
             };
             if go {
-                let result = Run::new((&PLAIN, Scopes::NONE), &mut op, pin!(None::<Fut>), timer.as_mut()).await;
-                // Before the result is published.
-                release.run();
-                match result {
-                    Some(Ok(value)) => return Ok(value),
+                match Run::new((&PLAIN, Scopes::NONE), &mut op, pin!(None::<Fut>), timer.as_mut()).await {
+                    Some(Ok(value)) => {
+                        // Before the result is published.
+                        if let Some(mut release) = release {
+                            release.settle(AttemptEnd::Succeeded);
+                        }
+                        return Ok(value);
+                    }
                     Some(Err(error)) => last = Some(error),
                     None => unreachable!("a lean attempt has no deadline"),
                 }
                 ran_plain = true;
                 engine = Engine::new(inner, key.source());
+                // The engine settles it once the failure is classified.
+                engine.hold(release);
             } else {
                 // Used only here, before anything is awaited: the look is
                 // not kept in the call's future.

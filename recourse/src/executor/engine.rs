@@ -31,7 +31,7 @@ use super::drive::ErrorOps;
 use super::record::{Quiet, Recording, Watcher};
 use super::resolve::{BudgetSlot, Look, Res, Resolved, Source};
 use super::{Inner, SleepFuture};
-use crate::budget::{AttemptKind, Release};
+use crate::budget::Release;
 use crate::classify::{ErrorView, Outcome};
 use crate::error::Error;
 use crate::observe::{Attempt, Scopes};
@@ -107,21 +107,20 @@ macro_rules! each {
 /// The first attempt's gate of a lean call (`None`: the cached resolution is
 /// not lean, or `admit` refuses it), taken while the cache entry is
 /// borrowed, so the call holds no reference count (which every thread
-/// calling the key would write); `then` receives an allowed attempt's
-/// release.
+/// calling the key would write); an allowed attempt's release, if it has
+/// one, is written to `release`, and `then` runs.
 #[inline]
 fn lean_gate<R>(
     inner: &Inner,
     source: Source<'_>,
     generation: u64,
+    release: &mut Option<Release>,
     admit: impl FnOnce(&Resolved) -> bool,
-    then: impl FnOnce(Release, &Resolved) -> R,
+    then: impl FnOnce(&Resolved) -> R,
 ) -> Option<Result<R, Cow<'static, str>>> {
     source.peek(inner, generation, |res| {
         let res = res.filter(|res| res.lean && admit(res))?;
-        let retry = &res.policy.retry;
-        let gate = inner.gate(source.key(), 0, AttemptKind::Retry, &retry.budget, &res.retry_budget).0;
-        Some(if gate.allowed { Ok(then(gate.release, res)) } else { Err(gate.reason) })
+        Some(inner.gate_first(source.key(), &res.policy.retry.budget, &res.retry_budget, release).map(|()| then(res)))
     })
 }
 
@@ -142,13 +141,12 @@ impl<'x> Engine<'x> {
         inner: &Inner,
         source: Source<'_>,
         look: Look,
-        release: &mut Release,
+        release: &mut Option<Release>,
     ) -> Result<bool, Cow<'static, str>> {
         if look.capture || look.listening {
             return Ok(false);
         }
-        match lean_gate(inner, source, look.generation, |res| res.policy.id.is_none(), |allowed, _| *release = allowed)
-        {
+        match lean_gate(inner, source, look.generation, release, |res| res.policy.id.is_none(), |_| ()) {
             None => Ok(false),
             Some(gated) => gated.map(|()| true),
         }
@@ -171,17 +169,14 @@ impl<'x> Engine<'x> {
             }
             // The plan is written in place (moving a whole plan into the
             // engine costs more than writing its two fields).
+            let mut release = None;
             let lean = lean_gate(
                 inner,
                 source,
                 look.generation,
+                &mut release,
                 |_| true,
-                |mut allowed, res| {
-                    // Most budgets release nothing: then the plan's own empty
-                    // release stays (no drop, no store).
-                    if allowed.is_pending() {
-                        core.plan.release = allowed;
-                    }
+                |res| {
                     if res.policy.id.is_some() {
                         core.plan.attempt.policy_id.clone_from(&res.policy.id);
                     }
@@ -189,12 +184,28 @@ impl<'x> Engine<'x> {
                 },
             );
             match lean {
-                Some(Ok(())) => return None,
+                Some(Ok(())) => {
+                    // Most budgets release nothing: then the plan's own empty
+                    // release stays (no drop, no store).
+                    if let Some(release) = release {
+                        core.plan.release = release;
+                    }
+                    return None;
+                }
                 Some(Err(reason)) => return Some(Error::BudgetDenied { reason }),
                 None => {}
             }
         }
         self.start(look.capture, look.listening, sequential)
+    }
+
+    /// Holds the release of a lean first attempt that ran before the
+    /// engine existed, for its failure to settle.
+    #[inline]
+    pub(crate) fn hold(&mut self, release: Option<Release>) {
+        if let (Self::Quiet(core), Some(release)) = (self, release) {
+            core.plan.release = release;
+        }
     }
 
     /// Stands for a plain first attempt that ran before the engine existed

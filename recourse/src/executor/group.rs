@@ -29,7 +29,7 @@ use super::drive::ErrorOps;
 use super::engine::Engine;
 use super::record::Watcher;
 use super::resolve::Res;
-use crate::budget::AttemptKind;
+use crate::budget::{AttemptEnd, AttemptKind};
 use crate::classify::{ErrorView, Outcome, OutcomeKind};
 use crate::error::{Component, Error};
 use crate::hedge::{HedgeState, LatencySnapshot, TriggerDecision};
@@ -411,25 +411,31 @@ impl<W: Watcher> Call<'_, W> {
         record_attempt(&mut self.watch, self.inner, self.index, self.source.key(), plan, error, outcome);
     }
 
-    /// A group's attempt has reported: release, feed the latency tracker
-    /// with how long it ran, classify, record.
+    /// A group's attempt has reported: feed the latency tracker with how
+    /// long it ran, classify, release (telling the budget how it ended),
+    /// record.
     pub(super) fn conclude(&mut self, mut plan: Plan, attempted: Option<Attempted<'_>>, ran: Duration) -> Concluded {
-        plan.release.run();
         let res = self.res.as_ref().expect("resolved");
         if let Some(tracker) = &res.tracker {
             tracker.record(ran);
         }
         let Some(attempted) = attempted else {
+            plan.release.settle(AttemptEnd::Succeeded);
             self.record(&plan, None, Outcome::success);
             return Concluded::Success;
         };
         let (Attempted::Err(error) | Attempted::Cut(error)) = attempted;
         match self.judge(&plan, attempted) {
             Ok(outcome) => {
+                plan.release.settle(match attempted {
+                    Attempted::Cut(_) => AttemptEnd::TimedOut,
+                    Attempted::Err(_) => AttemptEnd::of(outcome.kind),
+                });
                 self.record(&plan, Some(error), || outcome.clone());
                 Concluded::Failure(outcome)
             }
             Err(over) => {
+                plan.release.run();
                 self.record(&plan, Some(error), || over.outcome());
                 match over {
                     Over::Deadline => Concluded::Over(None),

@@ -26,6 +26,7 @@ use crate::circuit;
 use crate::classify::{Auto, Classifier, Classify, Inside, Registry};
 use crate::hedge::{self, HedgeTrigger};
 use crate::observe::{Multi, Noop, Observer};
+use crate::policy::spec::BudgetDecl;
 use crate::policy::{Policy, PolicyKey};
 use crate::provider::{LayeredProvider, PolicyProvider, StaticProvider};
 
@@ -35,16 +36,15 @@ pub use site::{CallKey, CheckedKey};
 pub use time::{Clock, SleepFuture, Sleeper};
 
 /// What [`ExecutorBuilder::try_build`] reports: the names a catalog
-/// declares that the builder did not register.
+/// declares that the builder did not register, and the budgets it
+/// declares that cannot be created here (a `redis_token_bucket` without
+/// the `redis` feature, without its URL, or with a URL that does not
+/// parse).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{catalog} declares {} that the executor does not register: {}; register each with `ExecutorBuilder::classifier`, `::budget` or `::trigger`",
-    if missing.len() == 1 { "a name" } else { "names" },
-    missing.iter().map(|(kind, name)| format!("{kind} \"{name}\"")).collect::<Vec<_>>().join(", ")
-)]
 pub struct BuildError {
     catalog: &'static str,
     missing: Vec<(&'static str, &'static str)>,
+    unusable: Vec<(&'static str, String)>,
 }
 
 impl BuildError {
@@ -52,6 +52,37 @@ impl BuildError {
     /// `hedge trigger`) and name.
     pub fn missing(&self) -> &[(&'static str, &'static str)] {
         &self.missing
+    }
+
+    /// Each declared budget that cannot be created in this build or this
+    /// environment: its name and why.
+    ///
+    /// ```ignore
+    /// // recourse.toml: [budgets.fleet] kind = "redis_token_bucket", url_env = "REDIS_URL", ...
+    /// let error = recourse::Executor::builder().catalog(recourse::catalog!()).try_build().unwrap_err();
+    /// assert_eq!(error.unusable()[0].0, "fleet");
+    /// ```
+    pub fn unusable(&self) -> &[(&'static str, String)] {
+        &self.unusable
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let catalog = self.catalog;
+        let mut lines = Vec::new();
+        if !self.missing.is_empty() {
+            let names: Vec<String> = self.missing.iter().map(|(kind, name)| format!("{kind} \"{name}\"")).collect();
+            lines.push(format!(
+                "{catalog} declares {} that the executor does not register: {}; register each with `ExecutorBuilder::classifier`, `::budget` or `::trigger`",
+                if self.missing.len() == 1 { "a name" } else { "names" },
+                names.join(", ")
+            ));
+        }
+        for (name, why) in &self.unusable {
+            lines.push(format!("{catalog} declares budget \"{name}\", which cannot be created: {why}"));
+        }
+        f.write_str(&lines.join("\n"))
     }
 }
 
@@ -702,9 +733,20 @@ impl ExecutorBuilder {
 
     /// Builds the executor, or names every classifier, custom budget and
     /// hedge trigger the catalog (see [`catalog`](Self::catalog)) declares
-    /// and the builder did not register: a forgotten registration is found
-    /// at start-up, not in an incident.
+    /// and the builder did not register, and every budget it declares
+    /// that cannot be created here: a forgotten registration or a missing
+    /// Redis URL is found at start-up, not in an incident.
+    ///
+    /// A `redis_token_bucket` the builder does not register itself is
+    /// created here: it needs recourse's `redis` feature, and the
+    /// environment variable its `url_env` names must hold a Redis URL.
     pub fn try_build(self) -> Result<Executor, BuildError> {
+        self.try_build_with(|var| std::env::var(var))
+    }
+
+    /// [`try_build`](Self::try_build), reading environment variables
+    /// through `var`.
+    fn try_build_with(self, var: impl Fn(&str) -> Result<String, std::env::VarError>) -> Result<Executor, BuildError> {
         let catalog = self.catalog;
         let executor = self.build_unchecked();
         let Some(catalog) = catalog else { return Ok(executor) };
@@ -718,7 +760,24 @@ impl ExecutorBuilder {
         missing.extend(
             catalog.triggers().iter().filter(|n| inner.triggers.get(n).is_none()).map(|n| ("hedge trigger", *n)),
         );
-        if missing.is_empty() { Ok(executor) } else { Err(BuildError { catalog: catalog.path(), missing }) }
+        // Created now rather than on first use: this is where a missing
+        // feature or URL can still be reported, and the bucket starts
+        // leasing before the first call needs a token.
+        let (mut unusable, mut shared) = (Vec::new(), Vec::new());
+        let redis = catalog.budgets().iter().filter(|(_, decl)| matches!(decl, BudgetDecl::RedisTokenBucket { .. }));
+        for (name, decl) in redis.filter(|(name, _)| inner.budgets.get(name).is_none()) {
+            match catalog::redis_bucket(decl, &var) {
+                Ok(bucket) => shared.push((*name, bucket)),
+                Err(why) => unusable.push((*name, why)),
+            }
+        }
+        if !missing.is_empty() || !unusable.is_empty() {
+            return Err(BuildError { catalog: catalog.path(), missing, unusable });
+        }
+        for (name, bucket) in shared {
+            inner.budgets.get_or_register(name, || bucket);
+        }
+        Ok(executor)
     }
 
     /// Builds the executor.

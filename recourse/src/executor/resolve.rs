@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -30,7 +30,7 @@ pub(crate) struct Site<'a> {
     /// A classifier named on the attribute; overrides the policy's.
     pub(crate) classifier: Option<&'a str>,
     /// Budgets the catalog declares for this policy.
-    pub(crate) budgets: &'a [(&'static str, crate::policy::spec::BudgetDecl)],
+    pub(crate) budgets: &'a [(&'static str, crate::policy::spec::BudgetDecl<&'static str>)],
 }
 
 /// Why the policy in use is not the one the provider would normally give.
@@ -46,6 +46,11 @@ pub(crate) enum BudgetSlot {
     Unbudgeted,
     /// The named budget.
     Found(Arc<dyn Budget>),
+    /// The named budget, a token bucket: asked directly, with no
+    /// `Decision` to build and take apart. The one special case of the
+    /// gate, for the built-in budget most policies name; benchmark S3
+    /// (the budgeted call path) is what justifies it.
+    Bucket(Arc<crate::budget::TokenBucket>),
     /// The policy names a budget nobody registered.
     Missing,
 }
@@ -147,7 +152,7 @@ impl Inner {
     fn budget_slot(
         &self,
         budget: &BudgetRef,
-        declared: &[(&'static str, crate::policy::spec::BudgetDecl)],
+        declared: &[(&'static str, crate::policy::spec::BudgetDecl<&'static str>)],
     ) -> BudgetSlot {
         let name = budget.name.trim();
         if name.is_empty() {
@@ -158,7 +163,10 @@ impl Inner {
             let budget = declared_budget(declared?)?;
             self.budgets.get_or_register(name, || budget)
         });
-        found.map_or(BudgetSlot::Missing, BudgetSlot::Found)
+        found.map_or(BudgetSlot::Missing, |found| {
+            let any: Arc<dyn std::any::Any + Send + Sync> = found.clone();
+            any.downcast().map_or(BudgetSlot::Found(found), BudgetSlot::Bucket)
+        })
     }
 
     #[inline]
@@ -501,6 +509,9 @@ struct Cached {
     resolved: Arc<Resolved>,
 }
 
+/// How many resolutions a call site pins (see `SiteCache::pinned`).
+const PINS: usize = 4;
+
 /// A call site's static state: its key, its compiled catalog policy, and a
 /// cache of its resolution, keyed by the executor and its generation, so
 /// the steady-state call does no map lookup and no allocation, and a
@@ -511,6 +522,18 @@ pub(crate) struct SiteCache {
     classifier: Option<&'static str>,
     catalog_policy: OnceLock<Arc<Policy>>,
     cache: ArcSwapOption<Cached>,
+    /// The site's first few resolutions, each with the `Inner::stamp` it
+    /// is current at, kept for the site's lifetime: a call borrows the
+    /// current one with two plain loads, where the `cache` costs a
+    /// hazard-pointer write and a fence per load (which every thread
+    /// calling the site pays). Set once each, never replaced, so no
+    /// borrow needs guarding; bounded, so a provider that changes often
+    /// pins its first resolutions and then reads through `cache`.
+    pinned: [OnceLock<(u64, Res)>; PINS],
+    /// 1 + the index in `pinned` of the latest resolution pinned, 0 for
+    /// none; `next_pin` is the next free slot.
+    pin: AtomicUsize,
+    next_pin: AtomicUsize,
     /// `Inner::stamp` of the executor and generation for which this site's
     /// resolution is plain with no policy id, else 0: the plain first
     /// attempt then needs one atomic load, not a cache load. Independent of
@@ -531,6 +554,9 @@ impl SiteCache {
             classifier,
             catalog_policy: OnceLock::new(),
             cache: ArcSwapOption::const_empty(),
+            pinned: [const { OnceLock::new() }; PINS],
+            pin: AtomicUsize::new(0),
+            next_pin: AtomicUsize::new(0),
             plain: AtomicU64::new(0),
         }
     }
@@ -552,10 +578,39 @@ impl SiteCache {
         inner.stamp(generation).is_some_and(|stamp| self.plain.load(Ordering::Acquire) == stamp)
     }
 
+    /// The pinned resolution current for `inner` at `generation`, if the
+    /// latest one pinned is.
+    #[inline]
+    fn pinned(&self, inner: &Inner, generation: u64) -> Option<&Res> {
+        let stamp = inner.stamp(generation)?;
+        let index = self.pin.load(Ordering::Acquire).checked_sub(1)?;
+        let (pinned, resolved) = self.pinned.get(index)?.get()?;
+        (*pinned == stamp).then_some(resolved)
+    }
+
+    /// Pins `resolved`, current at `stamp`, while a slot is free. Racing
+    /// resolutions may pin out of order, leaving `pin` on an older one:
+    /// calls then read through `cache`, which is as current.
+    #[cold]
+    fn pin(&self, stamp: u64, resolved: &Res) {
+        if self.next_pin.load(Ordering::Relaxed) >= PINS {
+            return;
+        }
+        let index = self.next_pin.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = self.pinned.get(index)
+            && slot.set((stamp, Arc::clone(resolved))).is_ok()
+        {
+            self.pin.store(index + 1, Ordering::Release);
+        }
+    }
+
     /// `f` of the cached resolution when it is current at `generation`,
     /// borrowed (no reference count is taken).
     #[inline]
     fn peek<R>(&self, inner: &Inner, generation: u64, f: impl FnOnce(Option<&Res>) -> R) -> R {
+        if let Some(resolved) = self.pinned(inner, generation) {
+            return f(Some(resolved));
+        }
         let cached = self.cache.load();
         match cached.as_ref() {
             Some(cached) if cached.executor == inner.id && cached.generation == generation => f(Some(&cached.resolved)),
@@ -566,6 +621,9 @@ impl SiteCache {
     #[inline]
     fn resolve(&self, inner: &Inner) -> Result<Res, Error> {
         let generation = inner.generation();
+        if let Some(resolved) = self.pinned(inner, generation) {
+            return Ok(Arc::clone(resolved));
+        }
         if let Some(cached) = &*self.cache.load()
             && cached.executor == inner.id
             && cached.generation == generation
@@ -586,6 +644,9 @@ impl SiteCache {
         }
         let plain = if resolved.plain && resolved.policy.id.is_none() { inner.stamp(generation) } else { None };
         self.cache.store(Some(Arc::new(Cached { executor: inner.id, generation, resolved: Arc::clone(&resolved) })));
+        if let Some(stamp) = inner.stamp(generation) {
+            self.pin(stamp, &resolved);
+        }
         self.plain.store(plain.unwrap_or(0), Ordering::Release);
         Ok(resolved)
     }
@@ -672,5 +733,55 @@ impl<'x> Source<'x> {
             Self::Site(site) => site.resolve(inner),
             Self::Owned(key) => inner.resolve_cached(key.current(), Some(key)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::PINS;
+    use crate::budget::TokenBucket;
+    use crate::executor::Executor;
+    use crate::executor::site::{CallSite, CheckedKey};
+    use crate::policy::{Policy, PolicyKey};
+    use crate::provider::DynamicProvider;
+
+    static SITE: CallSite = CallSite::new(PolicyKey::from_static("pins", "Op"), None, None);
+
+    /// Calls `SITE` with an operation that always fails retryably: how many
+    /// attempts ran.
+    async fn attempts(executor: &Executor) -> u32 {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), io::Error> = executor
+            .call(CheckedKey::new(&SITE), || {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async { Err(io::Error::from(io::ErrorKind::ConnectionReset)) }
+            })
+            .await;
+        assert!(result.is_err());
+        calls.into_inner()
+    }
+
+    // A call site pins its first resolutions; every later change of the
+    // provider must still reach the next call, pinned or not, budgeted
+    // (the lean first attempt) or not, and on another executor too.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_site_sees_every_change_past_its_pins() {
+        let provider = Arc::new(DynamicProvider::new());
+        let executor =
+            Executor::builder().provider(Arc::clone(&provider)).budget("pins", TokenBucket::new(1 << 20, 0.0)).build();
+        let rounds = u32::try_from(2 * PINS + 1).expect("a few rounds");
+        for round in 1..=rounds {
+            let budget = if round % 3 == 0 { "" } else { "pins" };
+            provider.set(Policy::builder("pins.Op").max_attempts(round).budget(budget).build());
+            assert_eq!(attempts(&executor).await, round, "round {round}");
+            assert_eq!(attempts(&executor).await, round, "round {round}, again");
+        }
+        let other = Executor::builder().policy(Policy::builder("pins.Op").max_attempts(2).build()).build();
+        assert_eq!(attempts(&other).await, 2, "another executor's policy");
+        assert_eq!(attempts(&executor).await, rounds, "back to the first executor");
     }
 }

@@ -18,6 +18,8 @@ use recourse::executor::{SleepFuture, Sleeper};
 use recourse::policy::{Policy, PolicyKey};
 use recourse::provider::{PolicyProvider, ProviderError, ProviderErrorKind, StaticProvider};
 
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 #[cfg(feature = "remote")]
 pub(crate) mod remote;
 
