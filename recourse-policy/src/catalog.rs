@@ -343,6 +343,19 @@ mod tests {
         decode(text, "recourse.toml", &BUILTINS)
     }
 
+    // Found by `an_accepted_policy_is_never_clamped`: a cap below the
+    // default initial backoff was accepted and then raised at run time.
+    #[test]
+    fn a_max_backoff_below_the_default_initial_backoff_is_refused() {
+        let doc = catalog("[policies.\"svc.Op\"]\nmax_backoff = \"1ms\"\n");
+        assert_eq!(
+            doc.problems().collect::<Vec<_>>(),
+            ["recourse.toml: policies.\"svc.Op\".max_backoff = 1ms is below initial_backoff = 10ms (the default)"]
+        );
+        assert!(catalog("[policies.\"svc.Op\"]\nmax_backoff = \"10ms\"\n").is_valid());
+        assert!(catalog("[policies.\"svc.Op\"]\ninitial_backoff = \"1ms\"\nmax_backoff = \"1ms\"\n").is_valid());
+    }
+
     #[test]
     fn a_full_policy_parses() {
         let c = catalog(

@@ -167,12 +167,18 @@ pub(crate) fn policy<V: Node>(ctx: &Ctx<'_>, path: &str, fields: &V, errors: &mu
         }
     }
     if ctx.strict() {
-        if let (Some(initial), Some(max)) = (spec.initial_backoff, spec.max_backoff)
-            && max < initial
+        // Against the default initial backoff too: a lower cap alone would
+        // be raised by normalization, which a catalog never relies on.
+        if let Some(max) = spec.max_backoff
+            && max < spec.initial_backoff.unwrap_or(limits::DEFAULT_INITIAL_BACKOFF)
         {
+            let initial = match spec.initial_backoff {
+                Some(initial) => show(initial),
+                None => format!("{} (the default)", show(limits::DEFAULT_INITIAL_BACKOFF)),
+            };
             errors.push(ctx.at(
                 None,
-                format!("{} = {} is below initial_backoff = {}", join(path, "max_backoff"), show(max), show(initial)),
+                format!("{} = {} is below initial_backoff = {initial}", join(path, "max_backoff"), show(max)),
             ));
         }
         // A long initial backoff with no cap raises the cap to it, exactly
