@@ -68,9 +68,12 @@ impl AdaptiveThrottling {
     }
 
     /// The probability that an attempt is refused now.
-    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
     pub fn reject_probability(&self) -> f64 {
-        let step = self.state.requests.step();
+        self.probability_at(self.state.requests.step())
+    }
+
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    fn probability_at(&self, step: u32) -> f64 {
         let requests = self.state.requests.sum(step) as f64;
         let accepts = self.state.accepts.sum(step) as f64;
         ((requests - self.k * accepts) / (requests + 1.0)).max(0.0)
@@ -79,8 +82,10 @@ impl AdaptiveThrottling {
 
 impl Budget for AdaptiveThrottling {
     fn allow_attempt(&self, _: &PolicyKey, _: u32, _: AttemptKind, _: &BudgetRef) -> Decision {
-        let refuse = self.reject_probability();
-        self.state.requests.add(self.state.requests.step(), 1);
+        // One clock read per decision.
+        let step = self.state.requests.step();
+        let refuse = self.probability_at(step);
+        self.state.requests.add(step, 1);
         if refuse > 0.0 && self.rng.next_unit() < refuse {
             return Decision::deny().with_reason(reason::BUDGET_THROTTLED);
         }
@@ -91,7 +96,8 @@ impl Budget for AdaptiveThrottling {
 impl Settle for Counts {
     fn settle(&self, _: u64, end: AttemptEnd) {
         if end.accepted() {
-            self.accepts.add(self.accepts.step(), 1);
+            // Steps are always the requests window's, so both count alike.
+            self.accepts.add(self.requests.step(), 1);
         }
     }
 }

@@ -43,7 +43,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, RedisError, Script};
@@ -52,6 +52,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{AttemptKind, Budget, Decision, TokenBucket, reason};
+use crate::executor::Rng;
 use crate::policy::{BudgetRef, PolicyKey};
 
 /// Refill and take in one step, on the server's clock.
@@ -1053,9 +1054,8 @@ impl Drop for TaskExit {
 
 /// A delay around `backoff`, between half and all of it: processes that
 /// lost Redis together do not all come back in step.
-fn jittered(backoff: Duration) -> Duration {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.subsec_nanos());
-    backoff / 2 + backoff.mul_f64(f64::from(nanos % 1_000) / 2_000.0)
+fn jittered(backoff: Duration, rng: &Rng) -> Duration {
+    backoff / 2 + backoff.mul_f64(rng.next_unit() / 2.0)
 }
 
 /// The background task: tops the lease up, takes expired leases back and
@@ -1070,6 +1070,7 @@ async fn run(shared: Arc<Shared>) {
         retry_at: None,
         backoff: MIN_BACKOFF,
         first_lease: true,
+        rng: Rng::from_entropy(),
     };
     loop {
         let closing = shared.closed.load(Ordering::Acquire);
@@ -1165,6 +1166,8 @@ struct Task {
     /// No lease taken yet: the first is taken at once, so the first
     /// attempts need not wait for one.
     first_lease: bool,
+    /// Draws the jitter of the retry backoff.
+    rng: Rng,
 }
 
 impl Task {
@@ -1206,7 +1209,7 @@ impl Task {
             Err(failure) => {
                 shared.set_unavailable(&failure);
                 shared.flight_since.store(0, Ordering::Release);
-                self.retry_at = Some(Instant::now() + jittered(self.backoff));
+                self.retry_at = Some(Instant::now() + jittered(self.backoff, &self.rng));
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -1249,8 +1252,9 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered_between_half_and_all_of_it() {
+        let rng = Rng::new(7);
         for _ in 0..1_000 {
-            let delay = jittered(MAX_BACKOFF);
+            let delay = jittered(MAX_BACKOFF, &rng);
             assert!(delay >= MAX_BACKOFF / 2 && delay < MAX_BACKOFF, "{delay:?}");
         }
     }

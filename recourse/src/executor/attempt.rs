@@ -105,7 +105,9 @@ impl Inner {
     /// listens (no mode to report, and a reason only for a denial): `Err`
     /// with the reason when denied, else the release written to `release`
     /// if the budget gave one to run (most give none, and the call then
-    /// carries no release to settle and drop).
+    /// carries no release to settle and drop). A second form of the gate
+    /// for the lean path only: benchmark S3 (the budgeted call path) is
+    /// what justifies it; every other gate goes through `gate`.
     #[inline]
     pub(crate) fn gate_first(
         &self,
